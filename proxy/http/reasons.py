@@ -6,10 +6,10 @@ request was answered by the edge itself. The ``value`` of each member is the tok
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class CacheResult(str, Enum):
+class CacheResult(StrEnum):
     """What the cache did for one request; shown in ``X-Cache`` and the access log ``cache`` field."""
 
     HIT = "hit"
@@ -21,7 +21,7 @@ class CacheResult(str, Enum):
     ERROR = "error"  # origin failed and nothing could be served
 
 
-class FwdReason(str, Enum):
+class FwdReason(StrEnum):
     """Why the request went forward to the origin (RFC 9211 §2.2 ``fwd`` parameter)."""
 
     BYPASS = "bypass"  # the cache was configured not to handle this request
@@ -33,7 +33,7 @@ class FwdReason(str, Enum):
     STALE = "stale"  # the stored entry was stale and had to be revalidated or refreshed
 
 
-class NotStoredReason(str, Enum):
+class NotStoredReason(StrEnum):
     """Why a forwarded response was not stored; shown as ``detail=`` in ``Cache-Status``."""
 
     METHOD = "method"  # only GET and HEAD responses are stored
@@ -51,7 +51,7 @@ class NotStoredReason(str, Enum):
     HEAD = "head"  # a HEAD answer has no body to store
 
 
-class SynthReason(str, Enum):
+class SynthReason(StrEnum):
     """Why the edge answered by itself instead of the cache or the origin."""
 
     METHOD_NOT_ALLOWED = "method-not-allowed"

@@ -1,0 +1,769 @@
+#!/usr/bin/env python3
+"""edgeproxy vs nginx, side by side, on loopback.
+
+    python benchmarks/run.py [--duration 10] [--connections 64] [--rounds 1] [--only both|edge|nginx]
+
+What it does (everything on 127.0.0.1, every process stopped at the end, even on Ctrl-C):
+
+1. starts a small aiohttp origin on a free port: /1k and /100k (Cache-Control: max-age=3600) and
+   /miss/<anything> (1 KiB, Cache-Control: no-store);
+2. starts edgeproxy (`python -m proxy serve`) with a temporary config in front of that origin;
+3. when nginx is installed, starts nginx (1 worker, proxy_cache in a temporary folder) in front of
+   the same origin;
+4. warms both caches, then runs wrk (`wrk -t1 -c64 -d10s --latency`) against each for 1 KiB hits,
+   100 KiB hits and 1 KiB misses, and prints requests/s and p99 latency side by side.
+
+Without wrk it falls back to a small Python load generator (far slower than wrk: its numbers only
+compare the two servers roughly). See benchmarks/README.md for how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"  # loopback only: nothing here may send traffic anywhere else
+
+BODY_1K = b"x" * 1024
+BODY_100K = b"x" * (100 * 1024)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    path: str  # for misses: a prefix; each request gets a unique path below it
+    body_bytes: int
+    miss: bool = False
+
+
+SCENARIOS = (
+    Scenario("hit-1k", "1 KiB cache hit", "/1k", len(BODY_1K)),
+    Scenario("hit-100k", "100 KiB cache hit", "/100k", len(BODY_100K)),
+    Scenario("miss-1k", "1 KiB miss (no-store)", "/miss/", len(BODY_1K), miss=True),
+)
+SERVERS = ("edgeproxy", "nginx")
+
+STARTUP_POLL_S = 0.1
+STOP_GRACE_S = 5.0
+PAUSE_BETWEEN_RUNS_S = 1.0
+BUSY_WARNING = 0.15  # CPU use by others, before we start, above which the numbers are suspect
+
+# A unique path per request, so no cache (nor request collapsing) can serve a miss from memory.
+MISS_LUA = """
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  token = args[1] or "run"
+end
+function request()
+  counter = counter + 1
+  return wrk.format(nil, "/miss/" .. token .. "-" .. tid .. "-" .. counter)
+end
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# The origin (runs in its own process: `run.py --serve-origin-fd N`)
+
+
+def serve_origin(fd: int) -> None:
+    """Serve the benchmark origin on an already-listening socket until SIGTERM or SIGINT."""
+    from aiohttp import web
+
+    cacheable = {"Cache-Control": "max-age=3600", "Content-Type": "application/octet-stream"}
+    no_store = {"Cache-Control": "no-store", "Content-Type": "application/octet-stream"}
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        if path == "/1k":
+            return web.Response(body=BODY_1K, headers=cacheable)
+        if path == "/100k":
+            return web.Response(body=BODY_100K, headers=cacheable)
+        if path.startswith("/miss/"):
+            return web.Response(body=BODY_1K, headers=no_store)
+        return web.Response(status=404, text="not found\n", headers={"Cache-Control": "no-store"})
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = web.ServerRunner(web.Server(handler), handle_signals=False, access_log=None)
+        await runner.setup()
+        sock = socket.socket(fileno=fd)
+        await web.SockSite(runner, sock).start()
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    _run_async(main())
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+# --------------------------------------------------------------------------------------------------
+# Child processes
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: new session (no stray Ctrl-C), and SIGTERM if we die (Linux)."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Processes:
+    """Every child process we start, so that all of them are stopped whatever happens."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                **kwargs,
+            )
+        self._procs.append((name, proc))
+        return proc
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run a command to completion (bounded by `timeout`), killing it on any interruption."""
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=STOP_GRACE_S)
+        self._procs = [(n, p) for n, p in self._procs if p is not proc]
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(list(self._procs)):
+            with contextlib.suppress(Exception):
+                self.stop(proc)
+
+
+def cpu_busy_fraction(interval: float = 1.0) -> float | None:
+    """How busy the CPUs are (0..1) over `interval`, from /proc/stat; None where unavailable."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return None if total <= 0 else 1 - (idle1 - idle0) / total
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    assert url.startswith(f"http://{HOST}:"), url  # loopback only
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers.items()), e.read()
+
+
+def _wait_until_answers(proc: subprocess.Popen[bytes], url: str, timeout: float) -> str | None:
+    """None once `url` answers 200; otherwise why not (process exited, or timed out)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            return f"the process exited with status {code}"
+        try:
+            status, _, _ = _get(url, timeout=1.0)
+            if status == 200:
+                return None
+            last = f"HTTP {status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(STARTUP_POLL_S)
+    return f"no 200 from {url} within {timeout:.0f}s (last: {last})"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    | " + line for line in text[-lines:]) or "    | (empty log)"
+
+
+# --------------------------------------------------------------------------------------------------
+# The servers under test
+
+
+def start_edge(
+    procs: Processes, tmp: Path, origin_port: int, workers: int, timeout: float
+) -> tuple[int | None, str]:
+    port = _free_port()
+    config = tmp / "edge.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            # written by benchmarks/run.py
+            server:
+              listen: {HOST}:{port}
+              name: bench-edge
+              workers: {workers}
+              access_log: "off"
+            origins:
+              bench:
+                url: http://{HOST}:{origin_port}
+            behaviours:
+              - path: "*"
+                origin: bench
+            """
+        )
+    )
+    log = tmp / "edge.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config)]
+    proc = procs.start("edgeproxy", argv, log, cwd=REPO, env=env)
+    why = _wait_until_answers(proc, f"http://{HOST}:{port}/1k", timeout)
+    if why is None:
+        return port, " ".join(argv)
+    procs.stop(proc)
+    return None, f"edgeproxy did not start: {why}\n  command: {' '.join(argv)}\n  log ({log}):\n{_tail(log)}"
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+
+
+def start_nginx(
+    procs: Processes, tmp: Path, nginx: str, origin_port: int, workers: int, timeout: float
+) -> tuple[int | None, str]:
+    port = _free_port()
+    prefix = tmp / "nginx"
+    for sub in ("cache", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    # As root, nginx's workers would switch to `nobody`, who cannot write our 0700 temp folder.
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""\
+            # written by benchmarks/run.py: nginx as a caching reverse proxy, for comparison
+            {user}
+            worker_processes {workers};
+            daemon off;
+            pid {prefix}/nginx.pid;
+            error_log {prefix}/error.log warn;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                default_type application/octet-stream;
+                sendfile on;
+                tcp_nopush off;       # with sendfile, `on` stalls 100 KiB hits ~40 ms on loopback
+                tcp_nodelay on;
+                keepalive_requests 1000000;   # like edgeproxy: no forced reconnects mid-benchmark
+                client_body_temp_path {prefix}/client_body;
+                proxy_temp_path {prefix}/proxy;
+                fastcgi_temp_path {prefix}/fastcgi;
+                uwsgi_temp_path {prefix}/uwsgi;
+                scgi_temp_path {prefix}/scgi;
+                proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:16m max_size=1g
+                                 inactive=1h use_temp_path=off;
+                upstream origin {{
+                    server {HOST}:{origin_port};
+                    keepalive 64;
+                }}
+                server {{
+                    listen {HOST}:{port};
+                    location / {{
+                        proxy_pass http://origin;
+                        proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                        proxy_cache bench;
+                        proxy_cache_valid 200 1h;
+                        add_header X-Cache-Status $upstream_cache_status;
+                    }}
+                }}
+            }}
+            """
+        )
+    )
+    errlog = prefix / "error.log"
+    base = [nginx, "-p", str(prefix), "-e", str(errlog), "-c", str(conf)]
+    check = procs.run([*base, "-t", "-q"], timeout=30)
+    if check.returncode != 0:
+        return None, f"nginx rejected its config:\n{check.stdout}{check.stderr}"
+    proc = procs.start("nginx", base, prefix / "stdout.log")
+    why = _wait_until_answers(proc, f"http://{HOST}:{port}/1k", timeout)
+    if why is None:
+        return port, " ".join(base)
+    procs.stop(proc)
+    return None, f"nginx did not start: {why}\n  error log ({errlog}):\n{_tail(errlog)}"
+
+
+def warm(server: str, port: int) -> str:
+    """Fetch each cacheable object until it is served from cache; return a note on what we saw."""
+    notes = []
+    for scenario in SCENARIOS:
+        path = scenario.path + "warmup" if scenario.miss else scenario.path
+        url = f"http://{HOST}:{port}{path}"
+        headers: dict[str, str] = {}
+        for _ in range(3):  # miss, then hits
+            status, headers, body = _get(url, timeout=5.0)
+            if status != 200 or len(body) != scenario.body_bytes:
+                raise RuntimeError(f"{server}: GET {path} gave HTTP {status} with {len(body)} bytes")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        seen = [
+            f"{h}: {lowered[h]}" for h in ("x-cache-status", "cache-status", "x-cache", "age") if h in lowered
+        ]
+        notes.append(f"{path} -> " + ("; ".join(seen) if seen else "no cache header"))
+    return ", ".join(notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Load generation
+
+
+@dataclass
+class Result:
+    rps: float
+    p99_ms: float
+    requests: int
+    errors: int
+    tool: str
+
+
+@dataclass
+class Report:
+    scenario: str
+    server: str
+    runs: list[Result] = field(default_factory=list)
+
+    def median(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.runs]
+        return statistics.median(values) if values else None
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(output: str) -> Result:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    p99 = re.search(r"^\s+99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    total = re.search(r"^\s+(\d+) requests in", output, re.M)
+    if not (rps and p99 and total):
+        raise ValueError(f"could not read wrk's output:\n{output}")
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if sock:
+        errors += sum(int(n) for n in sock.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    return Result(
+        rps=float(rps.group(1)),
+        p99_ms=float(p99.group(1)) * _UNIT_MS[p99.group(2)],
+        requests=int(total.group(1)),
+        errors=errors,
+        tool="wrk",
+    )
+
+
+def run_wrk(
+    procs: Processes, wrk: str, args: argparse.Namespace, tmp: Path, port: int, sc: Scenario
+) -> Result:
+    argv = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    if sc.miss:
+        script = tmp / "miss.lua"
+        script.write_text(MISS_LUA)
+        argv += ["-s", str(script), f"http://{HOST}:{port}/miss/", "--", f"r{time.monotonic_ns()}"]
+    else:
+        argv.append(f"http://{HOST}:{port}{sc.path}")
+    done = procs.run(argv, timeout=args.duration + 30)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+async def _python_load(port: int, sc: Scenario, connections: int, max_requests: int, max_s: float) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    deadline = time.perf_counter() + max_s
+    token = time.monotonic_ns()
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors, issued
+        while issued < max_requests and time.perf_counter() < deadline:
+            issued += 1
+            path = f"{sc.path}py{token}-{issued}" if sc.miss else sc.path
+            t0 = time.perf_counter()
+            try:
+                async with session.get(f"http://{HOST}:{port}{path}") as resp:
+                    body = await resp.read()
+                    if resp.status != 200 or len(body) != sc.body_bytes:
+                        errors += 1
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
+    return Result(len(latencies) / elapsed, p99 * 1000, len(latencies), errors, "python")
+
+
+def run_python_load(args: argparse.Namespace, port: int, sc: Scenario) -> Result:
+    return _run_async(_python_load(port, sc, args.connections, args.requests, float(args.duration)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+
+
+def _fmt_rps(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
+
+
+def print_table(reports: dict[tuple[str, str], Report], args: argparse.Namespace, tool: str) -> None:
+    header = ("Scenario", "edgeproxy req/s", "p99", "nginx req/s", "p99", "ratio")
+    rows = []
+    for sc in SCENARIOS:
+        edge, nginx = reports[(sc.key, "edgeproxy")], reports[(sc.key, "nginx")]
+        e_rps, n_rps = edge.median("rps"), nginx.median("rps")
+        ratio = f"{e_rps / n_rps:.2f}x" if e_rps is not None and n_rps else "—"
+        e_p99, n_p99 = _fmt_ms(edge.median("p99_ms")), _fmt_ms(nginx.median("p99_ms"))
+        rows.append((sc.title, _fmt_rps(e_rps), e_p99, _fmt_rps(n_rps), n_p99, ratio))
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = [
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rounds = "median of " + str(args.rounds) + " rounds" if args.rounds > 1 else "1 round"
+    load = (
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency"
+        if tool == "wrk"
+        else f"Python load generator, {args.connections} connections, ≤{args.requests:,} requests"
+    )
+    print()
+    print(f"Results ({rounds}; {load}; loopback; {os.cpu_count()} cores shared by everything):")
+    print()
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+    print()
+    print("  req/s: requests per second, higher is better.  p99: 99% of requests answered within this.")
+    print("  ratio: edgeproxy req/s ÷ nginx req/s (1.00x = as fast as nginx).")
+    print("  Misses also load the origin (one aiohttp process on the same cores): hits compare proxies best.")
+    errors = [
+        f"{server} {sc.title}: {sum(r.errors for r in reports[(sc.key, server)].runs)} errors"
+        for sc in SCENARIOS
+        for server in SERVERS
+        if any(r.errors for r in reports[(sc.key, server)].runs)
+    ]
+    if errors:
+        print("  WARNING: failed requests (socket errors or non-2xx) — treat these numbers with care:")
+        for e in errors:
+            print("    " + e)
+    if tool != "wrk":
+        print("  NOTE: measured without wrk (apt-get install wrk): the Python load generator is the")
+        print("        bottleneck here, so these numbers understate both servers.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark edgeproxy against nginx (proxy_cache) on loopback.",
+        epilog="See benchmarks/README.md.",
+    )
+    p.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
+    p.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds; medians are reported (default 1)"
+    )
+    p.add_argument("--only", choices=("both", "edge", "nginx"), default="both", help="which servers to run")
+    p.add_argument("--workers", type=int, default=1, help="processes per server (default 1, like nginx's 1)")
+    p.add_argument(
+        "--requests", type=int, default=20_000, help="request cap per measurement without wrk (default 20000)"
+    )
+    p.add_argument(
+        "--load",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (default: wrk if installed)",
+    )
+    p.add_argument("--startup-timeout", type=float, default=20.0, help="seconds to wait for each server")
+    p.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    p.add_argument("--keep-temp", action="store_true", help="keep the temp folder (configs, logs)")
+    p.add_argument("--serve-origin-fd", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    bounds = {
+        "duration": (1, 600),
+        "connections": (1, 10_000),
+        "threads": (1, 64),
+        "rounds": (1, 20),
+        "workers": (1, 64),
+        "requests": (1, 10_000_000),
+    }
+    for name, (lo, hi) in bounds.items():
+        if not lo <= getattr(args, name) <= hi:
+            p.error(f"--{name} must be between {lo} and {hi}")
+    if args.threads > args.connections:
+        p.error("--threads cannot exceed --connections")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_origin_fd is not None:
+        serve_origin(args.serve_origin_fd)
+        return 0
+
+    try:
+        import aiohttp  # noqa: F401  (the origin and the fallback load generator need it)
+    except ImportError:
+        print(
+            "error: aiohttp is not installed: pip install -e '.[test]' (or pip install aiohttp)",
+            file=sys.stderr,
+        )
+        return 2
+
+    # Ctrl-C and SIGTERM both unwind through `finally`, which stops every child process.
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Started in the background by a shell, SIGINT arrives ignored: make Ctrl-C / kill -INT work anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    wrk = shutil.which("wrk") if args.load in ("auto", "wrk") else None
+    if args.load == "wrk" and wrk is None:
+        print("error: --load wrk, but wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    nginx = find_nginx()
+    tool = "wrk" if wrk else "python"
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    if wrk:
+        print(f"load: {wrk}")
+    elif args.load == "python":
+        print("load: the bounded Python load generator (--load python)")
+    else:
+        print("load: wrk not found (apt-get install wrk); falling back to a bounded Python load generator")
+
+    failures: list[str] = []  # a requested server that did not start: exit status 1
+    notes: list[str] = []
+    busy = cpu_busy_fraction()
+    if busy is not None and busy > BUSY_WARNING:
+        notes.append(
+            f"WARNING: before the run, other processes kept the CPUs {busy:.0%} busy: every number here is"
+            " lower than on an idle machine (compare only ratios from the same run)."
+        )
+        print(notes[-1], file=sys.stderr)
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgeproxy-bench-"))
+    procs = Processes()
+    reports = {(sc.key, s): Report(sc.key, s) for sc in SCENARIOS for s in SERVERS}
+    ports: dict[str, int] = {}
+    try:
+        # The origin gets an already-listening socket: no race for the port.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(1024)
+        origin_port = int(listener.getsockname()[1])
+        origin_argv = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve-origin-fd",
+            str(listener.fileno()),
+        ]
+        origin = procs.start("origin", origin_argv, tmp / "origin.log", pass_fds=(listener.fileno(),))
+        listener.close()
+        why = _wait_until_answers(origin, f"http://{HOST}:{origin_port}/1k", args.startup_timeout)
+        if why:
+            print(
+                f"error: the benchmark origin did not start: {why}\n{_tail(tmp / 'origin.log')}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"origin: aiohttp on {HOST}:{origin_port}")
+
+        if args.only in ("both", "edge"):
+            port, detail = start_edge(procs, tmp, origin_port, args.workers, args.startup_timeout)
+            if port:
+                ports["edgeproxy"] = port
+                print(f"edgeproxy: {HOST}:{port} ({detail})")
+            else:
+                failures.append("ERROR: " + detail)
+                print("ERROR: " + detail, file=sys.stderr)
+                print("       (continuing without edgeproxy; `--only nginx` skips it)", file=sys.stderr)
+        if args.only in ("both", "nginx"):
+            if nginx is None:
+                notes.append(
+                    "NOTE: nginx is not installed (apt-get install nginx-light): no reference numbers"
+                )
+                print(notes[-1], file=sys.stderr)
+            else:
+                port, detail = start_nginx(procs, tmp, nginx, origin_port, args.workers, args.startup_timeout)
+                if port:
+                    ports["nginx"] = port
+                    print(f"nginx: {HOST}:{port} ({detail})")
+                else:
+                    failures.append("ERROR: " + detail)
+                    print("ERROR: " + detail, file=sys.stderr)
+        if not ports:
+            print("error: no server to benchmark", file=sys.stderr)
+            return 1
+
+        for server, port in ports.items():
+            print(f"warm {server}: {warm(server, port)}")
+
+        total = args.rounds * len(SCENARIOS) * len(ports)
+        print(f"\n{total} measurements of {args.duration}s each (about {total * (args.duration + 1)}s)")
+        n = 0
+        for rnd in range(args.rounds):
+            order = list(ports) if rnd % 2 == 0 else list(reversed(ports))  # alternate who goes first
+            for sc in SCENARIOS:
+                for server in order:
+                    n += 1
+                    time.sleep(PAUSE_BETWEEN_RUNS_S)
+                    if wrk:
+                        result = run_wrk(procs, wrk, args, tmp, ports[server], sc)
+                    else:
+                        result = run_python_load(args, ports[server], sc)
+                    reports[(sc.key, server)].runs.append(result)
+                    err = f", {result.errors} errors" if result.errors else ""
+                    print(
+                        f"  [{n}/{total}] round {rnd + 1} {sc.title:<22} {server:<9} "
+                        f"{result.rps:>10,.0f} req/s  p99 {_fmt_ms(result.p99_ms)}{err}"
+                    )
+
+        print_table(reports, args, tool)
+        for message in notes + failures:  # repeated here so that they are not lost in the scroll
+            print("\n" + message)
+        if args.json:
+            data = {
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "tool": tool,
+                "cores": os.cpu_count(),
+                "results": [
+                    {**asdict(rep), "median_rps": rep.median("rps"), "median_p99_ms": rep.median("p99_ms")}
+                    for rep in reports.values()
+                    if rep.runs
+                ],
+            }
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(data, indent=2) + "\n")
+            print(f"\nwrote {args.json}")
+        return 1 if failures else 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every process", file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+        print(f"\nerror: {e}\n(stopping every process; --keep-temp keeps the logs)", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        if args.keep_temp:
+            print(f"temp folder kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

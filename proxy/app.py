@@ -1,0 +1,110 @@
+"""Wires one edge process together: config → runtime → pipeline → aiohttp server, and runs it.
+
+``Edge`` is created by the CLI (``edgeproxy serve``) and by the tests; ``start`` binds the listeners,
+``stop`` stops accepting, lets in-flight requests finish (bounded) and releases every resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy.cache.memory import MemoryStore
+from proxy.observability.access_log import AccessLog
+from proxy.pipeline.pipeline import Pipeline
+from proxy.pipeline.runtime import build_runtime
+from proxy.server.aiohttp_adapter import make_handler
+from proxy.settings import EdgeConfig, ListenAddress
+
+log = logging.getLogger("edgeproxy")
+
+SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish after SIGTERM
+
+
+class Edge:
+    """One edge server process: its memory tier, pipeline and listeners."""
+
+    def __init__(self, config: EdgeConfig, *, shutdown_grace: float = SHUTDOWN_GRACE) -> None:
+        self.config = config
+        self.runtime = build_runtime(config)
+        memory = config.cache.memory
+        self.memory = MemoryStore(memory.max_bytes, memory.max_object_bytes)
+        self.access_log = AccessLog(config.server.access_log)
+        self.pipeline = Pipeline(
+            self.runtime, self.memory, name=config.server.name, access_log=self.access_log
+        )
+        self._shutdown_grace = shutdown_grace
+        self._runner: web.ServerRunner | None = None
+        self.addresses: list[tuple[str, int]] = []
+
+    async def start(self, listen: tuple[ListenAddress, ...] | None = None) -> list[tuple[str, int]]:
+        """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
+        (host, port) pairs."""
+        limits = self.config.server.limits
+        server = web.Server(
+            make_handler(self.pipeline),
+            access_log=None,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            keepalive_timeout=limits.client_timeout,
+        )
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._shutdown_grace)
+        await runner.setup()
+        self._runner = runner
+        for address in listen or self.config.server.listen:
+            site = web.TCPSite(runner, address.host, address.port, backlog=1024)
+            await site.start()
+        self.addresses = []
+        for bound in runner.addresses:
+            host, port = bound[0], bound[1]
+            self.addresses.append((host, port))
+        return self.addresses
+
+    async def stop(self) -> None:
+        """Stop accepting, wait (bounded) for in-flight requests, then close origins and the log."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.runtime.close()
+        self.access_log.close()
+
+
+async def serve(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = None) -> int:
+    """Run an edge until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
+    edge = Edge(config)
+    try:
+        addresses = await edge.start(listen)
+    except OSError as exc:
+        print(f"edgeproxy: cannot listen: {exc}", file=sys.stderr)
+        await edge.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shown = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses)
+    print(
+        f"edgeproxy {config.server.name}: serving on {shown} (config {config.source_file})", file=sys.stderr
+    )
+    await stop.wait()
+    print("edgeproxy: shutting down", file=sys.stderr)
+    await edge.stop()
+    return 0
+
+
+def run(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = None) -> int:
+    """Run ``serve`` on a uvloop event loop (asyncio's own when uvloop is not installed)."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        loop_factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(config, listen))

@@ -1,0 +1,266 @@
+"""Cache keys: which parts of a request select a stored response.
+
+A ``KeyBuilder`` is compiled once per behaviour when the settings load; HASH calls ``KeyBuilder.key`` on every
+request, and LOOKUP/STORE call ``variant_key`` when the stored response carries ``Vary`` (RFC 9111 §4.1).
+
+A key is readable text: ``example.com/path?a=1&b=2``, then one line per listed header (``\\nh:name=value``)
+and per listed cookie (``\\nc:name=value``); a Vary variant adds ``\\nv:name=value`` lines. A header or cookie
+that is absent gives its line without ``=`` (``\\nh:name``), so absent and empty never share an entry. The
+separator is a line feed because no request line, header or cookie a client can send contains one.
+
+Keys are built from the request as received: the path is the raw, percent-encoded path (normalising it is the
+router's job), the query keeps the raw bytes of the parameters it keeps. Method (GET/HEAD) and scheme are not
+part of the key: the caller decides what shares an entry beyond this.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from operator import methodcaller
+from typing import Literal, Protocol
+from urllib.parse import quote, unquote_plus
+
+from multidict import MultiMapping
+
+__all__ = ["KeyBuilder", "KeyPolicy", "QueryExcept", "parse_cookie_header", "variant_key"]
+
+
+class QueryExcept(Protocol):
+    """The ``query: {except: [...]}`` form of a key policy: every parameter except those named."""
+
+    @property
+    def except_(self) -> tuple[str, ...]: ...
+
+
+class KeyPolicy(Protocol):
+    """What a behaviour's key policy (a settings model) offers ``KeyBuilder``; read once, at load time."""
+
+    @property
+    def query(self) -> Literal["all", "none"] | tuple[str, ...] | QueryExcept: ...
+
+    @property
+    def headers(self) -> tuple[str, ...]: ...
+
+    @property
+    def cookies(self) -> tuple[str, ...]: ...
+
+    @property
+    def sort_query(self) -> bool: ...
+
+
+_OWS = " \t"
+_is_token = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+
+# Host normalisation is memoised: a key is built per request, but an edge sees few distinct Host values. The
+# memo is bounded (a client can send any Host) and starts over when full.
+_HOSTS: dict[str, str] = {}
+_HOSTS_MAX = 1024
+# RFC 3986 host and port characters besides the always-safe ones, minus "%": anything else (a "/" above all,
+# which would let "Host: a.com/x" + "/y" pose as "a.com" + "/x/y") is percent-encoded, "%" included, so two
+# different Host values can only share a key by differing in letter case or a ":80" suffix.
+_HOST_SAFE = "!$&'()*+,;=:[]"
+
+
+def _normalise_host(host: str) -> str:
+    """Lower-case ``host``, drop a ``:80`` port, escape what a host cannot contain; memoise the result."""
+    normal = host.lower()
+    if normal.endswith(":80"):
+        normal = normal[:-3]
+    normal = quote(normal, safe=_HOST_SAFE, errors="surrogatepass")
+    if len(_HOSTS) >= _HOSTS_MAX:
+        _HOSTS.clear()
+    _HOSTS[host] = normal
+    return normal
+
+
+def _param_name(param: str) -> str:
+    """The percent-decoded name of one ``name=value`` query parameter (decoding only when needed)."""
+    end = param.find("=")
+    name = param if end < 0 else param[:end]
+    if "%" in name or "+" in name:
+        return unquote_plus(name)
+    return name
+
+
+# Sort key of one parameter: ("name", "=", "value"), or ("name", "", "") for a bare name. Tuples order by
+# name, then a bare name before "name=", then by value. A C-level callable: no Python frame per parameter.
+_param_sort_key = methodcaller("partition", "=")
+
+
+def parse_cookie_header(value: str) -> list[tuple[str, str]]:
+    """Split one ``Cookie`` header value into ``(name, value)`` pairs, in order; never raises.
+
+    Called by ``KeyBuilder.key`` for behaviours whose key lists cookies. Pairs are split on ``;`` and
+    whitespace around names and values is dropped (RFC 6265 §4.2.1, §5.4). Garbage is tolerated: empty
+    pieces are skipped, a piece without ``=`` is a value with an empty name (RFC 6265bis), values keep any
+    quotes, duplicates are all returned.
+    """
+    pairs: list[tuple[str, str]] = []
+    for piece in value.split(";"):
+        name, eq, val = piece.partition("=")
+        name = name.strip(_OWS)
+        if eq:
+            val = val.strip(_OWS)
+            if name or val:
+                pairs.append((name, val))
+        elif name:
+            pairs.append(("", name))
+    return pairs
+
+
+def _check_names(names: Iterable[str], what: str, *, lower: bool) -> tuple[str, ...]:
+    checked: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or _is_token(name) is None:
+            raise ValueError(f"cache key {what} name {name!r} is not a valid token")
+        checked.add(name.lower() if lower else name)
+    return tuple(sorted(checked))
+
+
+# Query handling modes, fixed at compile time.
+_Q_RAW = 0  # "all", unsorted: the raw query string as received
+_Q_NONE = 1  # "none": no query in the key
+_Q_SORT = 2  # "all", sorted
+_Q_FILTER = 3  # a list of names or {except: names}, sorted or not
+
+
+class KeyBuilder:
+    """A behaviour's key policy compiled into a fast ``key()`` function; built once per behaviour at load."""
+
+    __slots__ = (
+        "_cookie_names",
+        "_cookie_specs",
+        "_drop",
+        "_header_specs",
+        "_keep",
+        "_mode",
+        "_plain",
+        "_sort",
+    )
+
+    def __init__(self, policy: KeyPolicy) -> None:
+        """Compile ``policy``; called by the settings loader. Raises ValueError for a policy that cannot be
+        turned into unambiguous keys (an unknown query word, a header or cookie name that is not a token)."""
+        query = policy.query
+        self._sort = bool(policy.sort_query)
+        self._keep: frozenset[str] | None = None
+        self._drop: frozenset[str] | None = None
+        if isinstance(query, str):
+            if query == "all":
+                self._mode = _Q_SORT if self._sort else _Q_RAW
+            elif query == "none":
+                self._mode = _Q_NONE
+            else:
+                raise ValueError(
+                    f"cache key query must be 'all', 'none', a list or {{except: …}}, not {query!r}"
+                )
+        elif isinstance(query, tuple):
+            self._mode = _Q_FILTER
+            self._keep = frozenset(query)
+        else:
+            self._mode = _Q_FILTER
+            self._drop = frozenset(query.except_)
+        headers = _check_names(policy.headers, "header", lower=True)
+        cookies = _check_names(policy.cookies, "cookie", lower=False)
+        # (name to look up, line when absent, line prefix when present), in a fixed (sorted) order.
+        self._header_specs = tuple((n, f"\nh:{n}", f"\nh:{n}=") for n in headers)
+        self._cookie_specs = tuple((n, f"\nc:{n}", f"\nc:{n}=") for n in cookies)
+        self._cookie_names = frozenset(cookies)
+        self._plain = not headers and not cookies
+
+    def key(self, host: str, path: str, query: str, headers: MultiMapping[str]) -> str:
+        """Return the cache key of one request; called by HASH on every request, so it never awaits.
+
+        ``host`` is the Host header, ``path`` the raw path, ``query`` the raw query without ``?`` (empty when
+        none), ``headers`` the case-insensitive request headers (read only when the policy lists headers or
+        cookies). Equal keys mean the requests may share a stored response (before Vary is considered).
+        """
+        normal_host = _HOSTS.get(host)
+        if normal_host is None:
+            normal_host = _normalise_host(host)
+        mode = self._mode
+        if query and mode:
+            if mode == _Q_NONE:
+                query = ""
+            elif mode == _Q_FILTER or "&" in query:
+                query = self._query(query)
+        base = f"{normal_host}{path}?{query}" if query else f"{normal_host}{path}"
+        if self._plain:
+            return base
+        return self._with_fields(base, headers)
+
+    def _query(self, query: str) -> str:
+        """The query part of the key under a filtering or sorting policy; empty pieces (``a&&b``) dropped."""
+        params = [p for p in query.split("&") if p]
+        keep = self._keep
+        drop = self._drop
+        if keep is not None:
+            params = [p for p in params if _param_name(p) in keep]
+        elif drop:
+            params = [p for p in params if _param_name(p) not in drop]
+        if self._sort and len(params) > 1:
+            params.sort(key=_param_sort_key)
+        return "&".join(params)
+
+    def _with_fields(self, base: str, headers: MultiMapping[str]) -> str:
+        """``base`` plus one line per listed header and cookie."""
+        parts = [base]
+        append = parts.append
+        getall = headers.getall
+        for name, absent, present in self._header_specs:
+            values = getall(name, None)
+            if values is None:
+                append(absent)
+            else:
+                append(present)
+                append(",".join(values))
+        if self._cookie_specs:
+            found: dict[str, list[str]] = {}
+            wanted = self._cookie_names
+            for header in getall("cookie", ()):
+                for name, value in parse_cookie_header(header):
+                    if name in wanted:
+                        found.setdefault(name, []).append(value)
+            for name, absent, present in self._cookie_specs:
+                cookie_values = found.get(name)
+                if cookie_values is None:
+                    append(absent)
+                else:
+                    for value in cookie_values:
+                        append(present)
+                        append(value)
+        return "".join(parts)
+
+
+def _normalise_field_value(values: list[str]) -> str:
+    """All field lines of one header as one value: joined with ", ", whitespace around commas collapsed."""
+    value = values[0] if len(values) == 1 else ", ".join(values)
+    if "," in value:
+        return ", ".join([item.strip(_OWS) for item in value.split(",")])
+    return value.strip(_OWS)
+
+
+def variant_key(base_key: str, vary: tuple[str, ...], headers: MultiMapping[str]) -> str:
+    """The secondary key of the variant selected by ``vary`` (RFC 9111 §4.1); called by LOOKUP and STORE.
+
+    ``vary`` holds the lower-cased field names of the stored response's Vary header (as
+    ``CacheEntry.vary``), never ``*`` (the caller treats ``Vary: *`` as never matching). Returns ``base_key``
+    plus, per name in sorted order, ``\\nv:name=value`` with the request's normalised value, or ``\\nv:name``
+    when the request lacks the header. Two requests get the same variant key exactly when their varied
+    headers normalise equally.
+    """
+    if not vary:
+        return base_key
+    names: Iterable[str] = vary if len(vary) == 1 else sorted(set(vary))
+    parts = [base_key]
+    append = parts.append
+    getall = headers.getall
+    for name in names:
+        values = getall(name, None)
+        append("\nv:")
+        append(name)
+        if values is not None:
+            append("=")
+            append(_normalise_field_value(values))
+    return "".join(parts)

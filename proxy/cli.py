@@ -1,0 +1,85 @@
+"""The command line: ``edgeproxy serve | check`` (also ``python -m proxy …``).
+
+``main(argv)`` is the console-script entry point; it returns the process exit code: 0 on success, 2 for a
+bad config or bad arguments (the messages name file, line and key; never a traceback), 1 when the edge
+cannot start (e.g. the port is taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
+from proxy.settings.report import behaviour_table, inactive_keys
+from proxy.settings.units import parse_listen
+
+DEFAULT_CONFIG = "config/edge.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeproxy", description="A caching CDN edge.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the edge")
+    serve.add_argument("--config", default=None, help=f"config file (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--listen", action="append", help="HOST:PORT to listen on (overrides server.listen)")
+    serve.add_argument(
+        "--origin", help="front this origin URL with one default '*' behaviour (no config file needed)"
+    )
+    check = commands.add_parser("check", help="validate a config and show its behaviours")
+    check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})")
+    return parser
+
+
+def _listen(values: Sequence[str] | None) -> tuple[ListenAddress, ...] | None:
+    if not values:
+        return None
+    return tuple(parse_listen(v) for v in values)
+
+
+def _load(args: argparse.Namespace) -> EdgeConfig:
+    if getattr(args, "origin", None):
+        if args.config:
+            raise SystemExit("edgeproxy: use either --config or --origin, not both")
+        return config_for_origin(args.origin)
+    return load_config(args.config or DEFAULT_CONFIG)
+
+
+def _check(config: EdgeConfig) -> int:
+    print(f"{config.source_file}: OK")
+    print()
+    print(behaviour_table(config))
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    inactive = inactive_keys(config)
+    if inactive:
+        print()
+        print("Accepted, but not active yet in this version (they take effect in a later release):")
+        for key in inactive:
+            print(f"  {key}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        listen = _listen(getattr(args, "listen", None))
+        config = _load(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"edgeproxy: {len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"edgeproxy: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        return _check(config)
+    from proxy.app import run
+
+    return run(config, listen)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The access log: one JSON object per line per request (``server.access_log``: stdout | off | a path).
+
+``AccessLog.write`` is called by the LOG phase once the response is written. Lines are buffered and flushed
+at least every ``flush_interval`` seconds, when the buffer grows large, and at shutdown, so logging costs no
+syscall per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.pipeline.context import RequestContext
+
+_FLUSH_BYTES = 64 * 1024
+
+
+def _iso(ts: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    return f"{seconds}.{int(ts % 1 * 1000):03d}Z"
+
+
+def log_record(ctx: RequestContext) -> dict[str, object]:
+    """The fields of one access log line for a finished request."""
+    request = ctx.request
+    behaviour = ctx.behaviour
+    return {
+        "time": _iso(ctx.now),
+        "client": request.client_ip,
+        "method": request.method,
+        "host": request.host,
+        "path": request.path,
+        "query": request.query,
+        "status": ctx.status,
+        "bytes": ctx.bytes_sent,
+        "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
+        "cache": ctx.result.value,
+        "reason": ctx.reason,
+        "stored": ctx.stored,
+        "behaviour": behaviour.path if behaviour is not None else None,
+        "origin": ctx.origin,
+        "origin_status": ctx.fwd_status,
+        "completed": ctx.completed,
+    }
+
+
+class AccessLog:
+    """Buffered JSON-lines writer. ``target`` is "stdout", "off" or a file path."""
+
+    def __init__(self, target: str, flush_interval: float = 1.0) -> None:
+        self.enabled = target != "off"
+        self._owned: IO[str] | None = None
+        self._stream: IO[str] | None = None
+        if target == "stdout":
+            self._stream = sys.stdout
+        elif self.enabled:
+            self._owned = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._stream = self._owned
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._flush_interval = flush_interval
+        self._timer: asyncio.TimerHandle | None = None
+
+    def write(self, ctx: RequestContext) -> None:
+        """Queue the line for one finished request."""
+        if not self.enabled:
+            return
+        line = json.dumps(log_record(ctx), separators=(",", ":")) + "\n"
+        self._buffer.append(line)
+        self._buffered += len(line)
+        if self._buffered >= _FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self._flush_interval, self.flush)
+
+    def flush(self) -> None:
+        """Write out what is buffered."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer or self._stream is None:
+            return
+        data = "".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken log stream must never take requests down with it
+
+    def close(self) -> None:
+        """Flush and close a file target; called at shutdown."""
+        self.flush()
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+            self._stream = None

@@ -1,0 +1,50 @@
+"""The one per-request object the phases read and write (Pingora's CTX).
+
+Created by ``Pipeline.handle`` when a request arrives; handed to the access log when the response is done.
+Everything the log and ``Cache-Status`` say about a request comes from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.pipeline.messages import EdgeRequest
+
+if TYPE_CHECKING:
+    from proxy.pipeline.runtime import BehaviourRuntime
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """State of one request as it moves through RECV → … → LOG."""
+
+    request: EdgeRequest
+    now: float  # wall clock (epoch seconds) when the request arrived: the `now` of every caching rule
+    started: float  # monotonic clock at arrival, for durations
+    behaviour: BehaviourRuntime | None = None
+    key: str | None = None
+    fill: bool = False  # the origin request is a cache fill (viewer conditionals and Range dropped)
+    result: CacheResult = CacheResult.MISS
+    fwd: FwdReason | None = None
+    not_stored: NotStoredReason | None = None
+    synth: SynthReason | None = None
+    stored: bool = False
+    origin: str | None = None
+    fwd_status: int | None = None
+    ttl: float | None = None
+    status: int = 0
+    bytes_sent: int = 0
+    completed: bool = True
+
+    @property
+    def reason(self) -> str | None:
+        """The one word that explains the outcome: why blocked, why not stored, or why forwarded."""
+        if self.synth is not None:
+            return self.synth.value
+        if self.not_stored is not None:
+            return self.not_stored.value
+        if self.fwd is not None:
+            return self.fwd.value
+        return None

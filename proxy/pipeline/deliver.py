@@ -1,0 +1,220 @@
+"""DELIVER and SYNTH: build the response the viewer gets, from a stored entry, an origin response, or the
+edge itself. Adds ``Via``, ``Age`` (RFC 9111 §4.2.3), ``Cache-Status`` (RFC 9211) and ``X-Cache``; answers
+viewer conditionals (RFC 9110 §13) and ranges (RFC 9110 §14) from complete stored responses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+from multidict import CIMultiDict
+
+from proxy.cache.entry import CacheEntry
+from proxy.http.cache_status import append_cache_status, format_cache_status
+from proxy.http.conditional import NOT_MODIFIED_HEADERS, evaluate_preconditions
+from proxy.http.dates import parse_http_date
+from proxy.http.ranges import content_range, if_range_allows, multipart_byteranges, parse_range
+from proxy.http.reasons import CacheResult
+from proxy.origin.base import OriginResponse
+from proxy.pipeline.context import RequestContext
+from proxy.pipeline.messages import EdgeResponse
+
+_X_CACHE = {
+    CacheResult.HIT: "Hit from edgeproxy",
+    CacheResult.REFRESH_HIT: "RefreshHit from edgeproxy",
+    CacheResult.STALE: "Hit from edgeproxy",
+    CacheResult.MISS: "Miss from edgeproxy",
+    CacheResult.BYPASS: "Miss from edgeproxy",
+    CacheResult.SYNTH: "Error from edgeproxy",
+    CacheResult.ERROR: "Error from edgeproxy",
+}
+_CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
+NO_BODY_STATUSES = frozenset((204, 304))
+_KEPT_ON_304 = frozenset(
+    name.lower() for name in (*NOT_MODIFIED_HEADERS, "Age", "Via", "Cache-Status", "X-Cache", "Server")
+)
+
+
+def _no_body(method: str, status: int) -> bool:
+    """HEAD, 1xx, 204 and 304 answers never carry a body (RFC 9110 §6.4.1)."""
+    return method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+
+
+class Deliverer:
+    """Builds viewer responses for one edge (``name`` is this cache's name in Via and Cache-Status)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._via = f"1.1 {name}"
+
+    def _decorate(self, ctx: RequestContext, headers: CIMultiDict[str], cache_status: str) -> None:
+        via = headers.get("Via")
+        headers["Via"] = f"{via}, {self._via}" if via else self._via
+        headers["Cache-Status"] = append_cache_status(headers.get("Cache-Status"), cache_status)
+        headers["X-Cache"] = _X_CACHE[ctx.result]
+        if "Server" not in headers:
+            headers["Server"] = "edgeproxy"
+
+    # ---------------------------------------------------------------- SYNTH
+    def synthetic(
+        self, ctx: RequestContext, status: int, text: str, extra: CIMultiDict[str] | None = None
+    ) -> EdgeResponse:
+        """A response made by the edge itself (405, 502, 504 …), with a short plain-text body."""
+        if ctx.result is not CacheResult.ERROR:
+            ctx.result = CacheResult.SYNTH
+        body = text.encode()
+        headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})
+        if extra:
+            headers.extend(extra)
+        headers["Cache-Control"] = "no-store"
+        detail = ctx.synth.value if ctx.synth is not None else None
+        status_member = format_cache_status(self.name, hit=False, fwd=ctx.fwd, detail=detail)
+        self._decorate(ctx, headers, status_member)
+        no_body = _no_body(ctx.request.method, status)
+        return EdgeResponse(
+            status=status, headers=headers, body=body, content_length=len(body), no_body=no_body
+        )
+
+    # ---------------------------------------------------------------- from the cache
+    def from_entry(self, ctx: RequestContext, entry: CacheEntry, *, hit: bool) -> EdgeResponse:
+        """Serve a stored entry: a hit, a refreshed hit or a just-stored miss."""
+        request = ctx.request
+        age = entry.age(ctx.now)
+        ctx.ttl = entry.ttl - age
+        if hit:
+            member = format_cache_status(self.name, hit=True, ttl=ctx.ttl)
+        else:
+            member = format_cache_status(
+                self.name,
+                hit=False,
+                fwd=ctx.fwd,
+                fwd_status=ctx.fwd_status,
+                ttl=ctx.ttl,
+                stored=ctx.stored,
+                detail=ctx.not_stored.value if ctx.not_stored is not None else None,
+            )
+        headers = CIMultiDict(entry.headers)
+        headers["Age"] = str(int(age))
+        self._decorate(ctx, headers, member)
+        status = entry.status
+        body = entry.body
+        if status == 200:
+            answered = self._viewer_preconditions(ctx, headers, body)
+            if answered is not None:
+                return answered
+        no_body = _no_body(request.method, status)
+        return EdgeResponse(
+            status=status, headers=headers, body=body, content_length=len(body), no_body=no_body
+        )
+
+    def _viewer_preconditions(
+        self, ctx: RequestContext, headers: CIMultiDict[str], body: bytes | None
+    ) -> EdgeResponse | None:
+        """Answer the viewer's conditionals, then its Range, against a complete 200 response (``body``
+        None when the body is a stream: Range is then ignored, which RFC 9110 §14.2 allows)."""
+        request_headers = ctx.request.headers
+        if any(name in request_headers for name in _CONDITIONALS):
+            answer = self._conditional(ctx, headers)
+            if answer is not None:
+                return answer
+        if body is not None and ctx.request.method == "GET" and "Range" in request_headers:
+            return self._range(ctx, headers, body)
+        return None
+
+    def _conditional(self, ctx: RequestContext, headers: CIMultiDict[str]) -> EdgeResponse | None:
+        """Evaluate the viewer's preconditions against a stored response (RFC 9110 §13.2.2)."""
+        etag = headers.get("ETag")
+        last_modified = parse_http_date(headers.get("Last-Modified"))
+        outcome = evaluate_preconditions(ctx.request.method, ctx.request.headers, etag, last_modified)
+        if outcome is None:
+            return None
+        if outcome == 304:
+            # RFC 9110 §15.4.5: a 304 carries the fields a 200 would have among these, and no content.
+            kept: CIMultiDict[str] = CIMultiDict()
+            for name, value in headers.items():
+                if name.lower() in _KEPT_ON_304:
+                    kept.add(name, value)
+            return EdgeResponse(status=304, headers=kept, no_body=True, content_length=None)
+        for name in ("Content-Type", "Content-Encoding", "ETag", "Last-Modified"):
+            headers.popall(name, None)
+        return EdgeResponse(status=412, headers=headers, body=b"", content_length=0, no_body=True)
+
+    def _range(self, ctx: RequestContext, headers: CIMultiDict[str], body: bytes) -> EdgeResponse | None:
+        """Answer ``Range`` from a complete stored body (RFC 9110 §14); None serves the whole body."""
+        request_headers = ctx.request.headers
+        etag = headers.get("ETag")
+        last_modified = parse_http_date(headers.get("Last-Modified"))
+        date = parse_http_date(headers.get("Date"))
+        if not if_range_allows(request_headers.get("If-Range"), etag, last_modified, date=date):
+            return None
+        length = len(body)
+        ranges = parse_range(request_headers.get("Range"), length)
+        if ranges is None:
+            return None
+        if ranges == "unsatisfiable":
+            headers["Content-Range"] = f"bytes */{length}"
+            headers.popall("Content-Type", None)
+            return EdgeResponse(status=416, headers=headers, body=b"", content_length=0)
+        view = memoryview(body)
+        if len(ranges) == 1:
+            first, last = ranges[0]
+            headers["Content-Range"] = content_range(first, last, length)
+            return EdgeResponse(
+                status=206, headers=headers, body=view[first : last + 1], content_length=last - first + 1
+            )
+        content_type, parts = multipart_byteranges(
+            view, ranges, headers.get("Content-Type"), length, secrets.token_hex(12)
+        )
+        headers["Content-Type"] = content_type
+        return EdgeResponse(
+            status=206, headers=headers, body=parts, content_length=sum(len(p) for p in parts)
+        )
+
+    # ---------------------------------------------------------------- from the origin
+    def from_origin(
+        self,
+        ctx: RequestContext,
+        response: OriginResponse,
+        *,
+        stream: AsyncIterator[bytes] | None,
+        body: bytes | None,
+        age: float | None = None,
+    ) -> EdgeResponse:
+        """Pass an origin response on: streamed (``stream``) or already read (``body``). ``age`` is given
+        when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age)."""
+        headers = CIMultiDict(response.headers)
+        if age is not None:
+            headers["Age"] = str(int(age))
+        headers.popall("Content-Length", None)
+        headers.popall("X-Cache", None)
+        member = format_cache_status(
+            self.name,
+            hit=False,
+            fwd=ctx.fwd,
+            fwd_status=response.status,
+            ttl=ctx.ttl if ctx.stored else None,
+            stored=ctx.stored,
+            detail=ctx.not_stored.value if ctx.not_stored is not None else None,
+        )
+        self._decorate(ctx, headers, member)
+        if ctx.fill and response.status == 200:
+            # The fill dropped the viewer's conditionals and Range (so that the full object could be
+            # stored); when it was not stored they are answered here instead (RFC 9110 §13.2.2, §14.2).
+            answered = self._viewer_preconditions(ctx, headers, body)
+            if answered is not None:
+                answered.stream = stream
+                return answered
+        no_body = _no_body(ctx.request.method, response.status)
+        if body is not None:
+            length = response.content_length if no_body and response.content_length is not None else len(body)
+            return EdgeResponse(
+                status=response.status, headers=headers, body=body, content_length=length, no_body=no_body
+            )
+        return EdgeResponse(
+            status=response.status,
+            headers=headers,
+            stream=stream,
+            content_length=response.content_length,
+            no_body=no_body,
+        )

@@ -1,0 +1,62 @@
+"""The pipeline's own request and response types, independent of any server framework.
+
+A server adapter (``proxy.server.aiohttp_adapter`` today, a faster protocol front later) turns what it
+received into an ``EdgeRequest``, calls ``Pipeline.handle``, and writes the ``EdgeResponse`` it gets back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+BodyPart = bytes | memoryview
+
+
+@dataclass(slots=True)
+class EdgeRequest:
+    """A viewer request. ``path`` is the raw (still percent-encoded) path, ``query`` the raw query string
+    without the ``?`` (empty when there is none)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    client_ip: str
+    host: str
+    scheme: str = "http"
+    version: tuple[int, int] = (1, 1)
+    body: AsyncIterator[bytes] | None = None
+    content_length: int | None = None
+
+    @property
+    def target(self) -> str:
+        """The origin-form request target: path plus ``?query`` when there is one."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+async def _nothing_to_finish(completed: bool) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class EdgeResponse:
+    """A response to write to the viewer.
+
+    Exactly one body form is used: ``body`` (bytes or a list of parts written in order, never copied) or
+    ``stream`` (an async iterator whose chunks are written as they come). ``content_length`` is the length
+    the adapter announces; None means the adapter frames the body itself (chunked). ``no_body`` is set for
+    HEAD, 204 and 304 answers: the head is written, no body ever is, even when ``content_length`` is set.
+    ``finish`` is awaited once the adapter is done with the stream, with ``completed`` telling whether the
+    whole body reached the viewer.
+    """
+
+    status: int
+    headers: CIMultiDict[str]
+    body: BodyPart | Sequence[BodyPart] = b""
+    stream: AsyncIterator[bytes] | None = None
+    content_length: int | None = None
+    no_body: bool = False
+    finish: Callable[[bool], Awaitable[None]] = field(default=_nothing_to_finish)
