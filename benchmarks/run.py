@@ -185,6 +185,9 @@ class Processes:
             raise
         return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
+    def get(self, name: str) -> subprocess.Popen[bytes] | None:
+        return next((p for n, p in self._procs if n == name), None)
+
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -659,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     reports = {(sc.key, s): Report(sc.key, s) for sc in SCENARIOS for s in SERVERS}
     ports: dict[str, int] = {}
+    logs = {"edgeproxy": tmp / "edge.log", "nginx": tmp / "nginx" / "error.log"}
     try:
         # The origin gets an already-listening socket: no race for the port.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -721,11 +725,26 @@ def main(argv: list[str] | None = None) -> int:
             for sc in SCENARIOS:
                 for server in order:
                     n += 1
+                    if server not in ports:  # it died in an earlier measurement
+                        continue
                     time.sleep(PAUSE_BETWEEN_RUNS_S)
-                    if wrk:
-                        result = run_wrk(procs, wrk, args, tmp, ports[server], sc)
-                    else:
-                        result = run_python_load(args, ports[server], sc)
+                    try:
+                        if wrk:
+                            result = run_wrk(procs, wrk, args, tmp, ports[server], sc)
+                        else:
+                            result = run_python_load(args, ports[server], sc)
+                    except RuntimeError as e:
+                        proc = procs.get(server)
+                        if proc is None or proc.poll() is None:
+                            raise
+                        failures.append(
+                            f"ERROR: {server} died during '{sc.title}', round {rnd + 1} (exit status"
+                            f" {proc.returncode}); the load generator said: {e}\n  log ({logs[server]}):\n"
+                            + _tail(logs[server])
+                        )
+                        print(failures[-1], file=sys.stderr)
+                        del ports[server]
+                        continue
                     reports[(sc.key, server)].runs.append(result)
                     err = f", {result.errors} errors" if result.errors else ""
                     print(

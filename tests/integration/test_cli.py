@@ -1,0 +1,179 @@
+"""The command line as a user runs it: real processes, real signals, real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from tests.conftest import Origin
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_default_config() -> None:
+    result = run_cli("check", "--config", "config/edge.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "/assets/*" in result.stdout and "site" in result.stdout
+
+
+def test_check_reference_config_lists_inactive_keys() -> None:
+    result = run_cli("check", "--config", "config/reference.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "not active yet" in result.stdout
+
+
+def test_check_reports_every_error_with_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "server:\n"
+        "  listne: 127.0.0.1:8080\n"
+        "origins:\n"
+        "  app: {url: 'http://127.0.0.1:9'}\n"
+        "behaviours:\n"
+        "  - path: /a/*\n"
+        "    origin: ap\n"
+        "    ttl: {default: 5 minutes}\n"
+    )
+    result = run_cli("check", "--config", str(bad))
+    assert result.returncode == 2
+    err = result.stderr
+    assert "Traceback" not in err
+    assert f"{bad}:2:3: server.listne: unknown key; did you mean 'listen'?" in err
+    assert "behaviours[0].origin" in err and "did you mean 'app'" in err and f"{bad}:7:" in err
+    assert "behaviours[0].ttl.default" in err and "5 minutes" in err
+    assert 'the last behaviour must have path "*"' in err
+
+
+def test_check_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    missing = run_cli("check", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: [unclosed\n")
+    result = run_cli("check", "--config", str(broken))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and str(broken) in result.stderr
+
+
+def test_serve_with_bad_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("behaviours: []\n")
+    result = run_cli("serve", "--config", str(bad))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+async def _wait_until_serving(url: str, process: asyncio.subprocess.Process) -> None:
+    async with asyncio.timeout(20), aiohttp.ClientSession() as session:
+        while True:
+            assert process.returncode is None, "edge exited early"
+            try:
+                async with session.get(url + "/__ready__") as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+
+
+async def _start(*args: str, cwd: Path = REPO) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_serve_origin_mode_and_access_log(origin: Origin) -> None:
+    origin.static("/x", "fronted", Cache_Control="max-age=60")
+    origin_url = await origin.start()  # type: ignore[attr-defined]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = await _start("serve", "--origin", origin_url, "--listen", f"127.0.0.1:{port}")
+    try:
+        await _wait_until_serving(url, process)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.get(url + "/x") as response:
+                    assert await response.read() == b"fronted"
+            assert response.headers["X-Cache"] == "Hit from edgeproxy"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    lines = [json.loads(line) for line in stdout.decode().splitlines() if line.startswith("{")]
+    hits = [line for line in lines if line["path"] == "/x"]
+    assert [h["cache"] for h in hits] == ["miss", "hit"]
+    first = hits[0]
+    for field in ("time", "client", "method", "host", "path", "status", "bytes", "duration_ms", "cache"):
+        assert field in first
+    assert first["reason"] == "uri-miss" and first["behaviour"] == "*" and first["origin"] == "origin"
+    assert first["status"] == 200 and first["bytes"] == len(b"fronted")
+
+
+async def test_sigterm_finishes_in_flight_requests(origin: Origin, tmp_path: Path) -> None:
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(text="finished")
+
+    origin.route("/slow", slow)
+    origin_url = await origin.start()  # type: ignore[attr-defined]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = await _start("serve", "--origin", origin_url, "--listen", f"127.0.0.1:{port}")
+    try:
+        await _wait_until_serving(url, process)
+        async with aiohttp.ClientSession() as session:
+            in_flight = asyncio.ensure_future(session.get(url + "/slow"))
+            await asyncio.wait_for(arrived.wait(), 10)
+            process.send_signal(signal.SIGTERM)
+            # The edge stops accepting new connections while the in-flight request is still running.
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=1):
+                            pass
+                        await asyncio.sleep(0.02)
+                    except OSError:
+                        break
+            release.set()
+            response = await asyncio.wait_for(in_flight, 10)
+            assert response.status == 200 and await response.text() == "finished"
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+
+
+def test_serve_port_in_use_exits_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--origin", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
