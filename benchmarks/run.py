@@ -189,15 +189,14 @@ class Processes:
         return next((p for n, p in self._procs if n == name), None)
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_GRACE_S)
+        """SIGTERM to the child's whole process group (its own session), then SIGKILL to stragglers."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=STOP_GRACE_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # e.g. workers whose supervisor is already gone
+        proc.wait(timeout=STOP_GRACE_S)
         self._procs = [(n, p) for n, p in self._procs if p is not proc]
 
     def stop_all(self) -> None:
@@ -498,7 +497,8 @@ async def _python_load(port: int, sc: Scenario, connections: int, max_requests: 
 
 
 def run_python_load(args: argparse.Namespace, port: int, sc: Scenario) -> Result:
-    return _run_async(_python_load(port, sc, args.connections, args.requests, float(args.duration)))
+    result: Result = _run_async(_python_load(port, sc, args.connections, args.requests, float(args.duration)))
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -648,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("load: wrk not found (apt-get install wrk); falling back to a bounded Python load generator")
 
-    failures: list[str] = []  # a requested server that did not start: exit status 1
+    failures: list[str] = []  # a requested server that did not start or died: exit status 1
     notes: list[str] = []
     busy = cpu_busy_fraction()
     if busy is not None and busy > BUSY_WARNING:
@@ -778,8 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         procs.stop_all()
-        if args.keep_temp:
-            print(f"temp folder kept: {tmp}")
+        if args.keep_temp or failures:
+            print(f"temp folder kept (configs and logs): {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 

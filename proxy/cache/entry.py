@@ -113,7 +113,7 @@ def _check_entry_values(
     # One regex pass over all names and one over all values: a run of tokens is a token, so only an empty
     # name needs a look of its own.
     if names and (_is_token("".join(names)) is None or not all(names)):
-        raise EntryFormatError(f"a header name is not an HTTP token: {names!r}")
+        raise EntryFormatError("a header name is not an HTTP token")
     if _has_bad_value_char("".join(values)) is not None:
         raise EntryFormatError("a header value contains CR, LF or NUL")
 

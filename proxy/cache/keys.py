@@ -74,15 +74,6 @@ def _normalise_host(host: str) -> str:
     return normal
 
 
-def _param_name(param: str) -> str:
-    """The percent-decoded name of one ``name=value`` query parameter (decoding only when needed)."""
-    end = param.find("=")
-    name = param if end < 0 else param[:end]
-    if "%" in name or "+" in name:
-        return unquote_plus(name)
-    return name
-
-
 # Sort key of one parameter: ("name", "=", "value"), or ("name", "", "") for a bare name. Tuples order by
 # name, then a bare name before "name=", then by value. A C-level callable: no Python frame per parameter.
 _param_sort_key = methodcaller("partition", "=")
@@ -131,21 +122,23 @@ class KeyBuilder:
     __slots__ = (
         "_cookie_names",
         "_cookie_specs",
-        "_drop",
         "_header_specs",
-        "_keep",
+        "_keeping",
         "_mode",
+        "_names",
         "_plain",
         "_sort",
     )
 
     def __init__(self, policy: KeyPolicy) -> None:
-        """Compile ``policy``; called by the settings loader. Raises ValueError for a policy that cannot be
-        turned into unambiguous keys (an unknown query word, a header or cookie name that is not a token)."""
+        """Compile ``policy`` (a behaviour's ``cache_key``); called once per behaviour when a config is loaded
+        or reloaded. Raises ValueError for a policy that cannot give unambiguous keys (an unknown query word,
+        a header or cookie name that is not a token)."""
         query = policy.query
         self._sort = bool(policy.sort_query)
-        self._keep: frozenset[str] | None = None
-        self._drop: frozenset[str] | None = None
+        # Filtering: a parameter stays when (its decoded name in _names) == _keeping.
+        self._names: frozenset[str] = frozenset()
+        self._keeping = False
         if isinstance(query, str):
             if query == "all":
                 self._mode = _Q_SORT if self._sort else _Q_RAW
@@ -157,10 +150,11 @@ class KeyBuilder:
                 )
         elif isinstance(query, tuple):
             self._mode = _Q_FILTER
-            self._keep = frozenset(query)
+            self._names = frozenset(query)
+            self._keeping = True
         else:
             self._mode = _Q_FILTER
-            self._drop = frozenset(query.except_)
+            self._names = frozenset(query.except_)
         headers = _check_names(policy.headers, "header", lower=True)
         cookies = _check_names(policy.cookies, "cookie", lower=False)
         # (name to look up, line when absent, line prefix when present), in a fixed (sorted) order.
@@ -172,9 +166,10 @@ class KeyBuilder:
     def key(self, host: str, path: str, query: str, headers: MultiMapping[str]) -> str:
         """Return the cache key of one request; called by HASH on every request, so it never awaits.
 
-        ``host`` is the Host header, ``path`` the raw path, ``query`` the raw query without ``?`` (empty when
-        none), ``headers`` the case-insensitive request headers (read only when the policy lists headers or
-        cookies). Equal keys mean the requests may share a stored response (before Vary is considered).
+        ``host`` is the Host header, ``path`` the raw path (no ``?`` in it), ``query`` the raw query without
+        ``?`` (empty when none), ``headers`` the case-insensitive request headers (read only when the policy
+        lists headers or cookies). Equal keys mean the requests may share a stored response (before Vary is
+        considered).
         """
         normal_host = _HOSTS.get(host)
         if normal_host is None:
@@ -192,13 +187,19 @@ class KeyBuilder:
 
     def _query(self, query: str) -> str:
         """The query part of the key under a filtering or sorting policy; empty pieces (``a&&b``) dropped."""
-        params = [p for p in query.split("&") if p]
-        keep = self._keep
-        drop = self._drop
-        if keep is not None:
-            params = [p for p in params if _param_name(p) in keep]
-        elif drop:
-            params = [p for p in params if _param_name(p) not in drop]
+        names = self._names
+        keeping = self._keeping
+        if not names and not keeping:  # "all" (sorted) or {except: []}
+            params = [p for p in query.split("&") if p]
+        else:
+            params = []
+            for param in query.split("&"):
+                if param:
+                    name = param.partition("=")[0]
+                    if "%" in name or "+" in name:
+                        name = unquote_plus(name)
+                    if (name in names) is keeping:
+                        params.append(param)
         if self._sort and len(params) > 1:
             params.sort(key=_param_sort_key)
         return "&".join(params)

@@ -12,7 +12,7 @@ alike.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.cache.entry import CacheEntry
 from proxy.cache.memory import MemoryStore
@@ -80,3 +80,7 @@ class MemoryStorage:
     async def delete(self, key: str) -> None:
         """``MemoryStore.delete``."""
         self._store.delete(key)
+
+
+if TYPE_CHECKING:
+    _memory_storage_is_a_storage: type[Storage] = MemoryStorage

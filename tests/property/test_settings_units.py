@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -127,13 +129,13 @@ def test_interpolation_never_changes_the_lines(text: str, env: dict[str, str]) -
             assert new == old
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="$\r"), max_size=80), env_values)
+@given(st.text(alphabet=st.characters(exclude_characters="$\r"), max_size=80), env_values)
 def test_text_without_dollar_is_unchanged(text: str, env: dict[str, str]) -> None:
     result = interpolate(text, env, "f")
     assert result.text == text and result.warnings == ()
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="}"), max_size=10))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="}"), max_size=10))
 def test_set_variables_are_substituted_verbatim_on_one_line(value: str) -> None:
     single_line = re.sub("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]", " ", value)  # each break is one space
     assert interpolate("k: ${V}\n", {"V": value}, "f").text == f"k: {single_line}\n"
@@ -188,3 +190,41 @@ def test_loader_survives_arbitrary_text(text: str) -> None:
         parse_config(text, "fuzz.yaml", env={"A": "1"})
     except ConfigError as error:
         assert error.problems
+
+
+_REFERENCE = Path(__file__).resolve().parents[2] / "config" / "reference.yaml"
+_REFERENCE_DATA: Any = yaml.safe_load(interpolate(_REFERENCE.read_text(), {}, "r").text)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every location in a parsed document, containers included."""
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+_REFERENCE_PATHS = _paths(_REFERENCE_DATA)[1:]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(_REFERENCE_PATHS), _documents)
+def test_any_change_to_the_reference_gives_a_config_or_located_errors(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    document = copy.deepcopy(_REFERENCE_DATA)
+    parent = document
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    text = yaml.safe_dump(document, allow_unicode=True)
+    try:
+        parse_config(text, "mutant.yaml", env={}, base_dir=_REFERENCE.parent)
+    except ConfigError as error:
+        for problem in error.problems:
+            assert "internal error" not in problem.message
+            assert 1 <= problem.line <= text.count("\n") + 1, str(problem)
