@@ -479,3 +479,20 @@ async def test_lru_eviction_at_byte_limit(make_edge: EdgeFactory, origin: Origin
     assert one.headers["X-Cache"] == "Miss from edgeproxy"
     assert edge.edge.memory.stats().evictions >= 1
     await wait_for(lambda: origin.count("/one") == 2)
+
+
+async def test_request_body_streams_with_its_length(make_edge: EdgeFactory, origin: Origin) -> None:
+    received: list[tuple[str | None, str | None, int]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.append(
+            (request.headers.get("Content-Length"), request.headers.get("Transfer-Encoding"), len(body))
+        )
+        return web.Response(text="ok")
+
+    origin.route("/upload", handler)
+    edge = await make_edge(ONE_BEHAVIOUR, origin)
+    response, _ = await edge.get("/upload", method="PUT", data=b"z" * 300_000)
+    assert response.status == 200
+    assert received == [("300000", None, 300_000)]
