@@ -36,7 +36,11 @@ class Edge:
         self.memory = MemoryStore(memory.max_bytes, memory.max_object_bytes)
         self.access_log = AccessLog(config.server.access_log)
         self.pipeline = Pipeline(
-            self.runtime, self.memory, name=config.server.name, access_log=self.access_log
+            self.runtime,
+            self.memory,
+            name=config.server.name,
+            access_log=self.access_log,
+            collapse=config.cache.collapse,
         )
         self._shutdown_grace = shutdown_grace
         self._runner: web.ServerRunner | None = None
@@ -46,6 +50,7 @@ class Edge:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
         (host, port) pairs."""
         limits = self.config.server.limits
+        await self.runtime.start()
         server = web.Server(
             make_handler(self.pipeline),
             access_log=None,
@@ -70,6 +75,7 @@ class Edge:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.pipeline.close()
         await self.runtime.close()
         self.access_log.close()
 

@@ -27,11 +27,17 @@ class SeenRequest:
 
 @dataclass
 class Origin:
-    """A real aiohttp origin: handlers are registered per test; every request it receives is recorded."""
+    """A real aiohttp origin: handlers are registered per test; every request it receives is recorded.
+
+    Routes are added before the first request (aiohttp freezes the router on start), so the server starts
+    lazily with ``await origin.start()`` (the edge fixtures call it) and can be stopped mid-test.
+    """
 
     app: web.Application
+    launch: Callable[[web.Application], Awaitable[Any]]
     url: str = ""
     seen: list[SeenRequest] = field(default_factory=list)
+    server: Any = None
 
     def count(self, path: str | None = None) -> int:
         return sum(1 for r in self.seen if path is None or r.path_qs.split("?")[0] == path)
@@ -49,31 +55,46 @@ class Origin:
 
         self.route(path, handler)
 
+    async def start(self) -> str:
+        if self.server is None:
+            self.server = await self.launch(self.app)
+            self.url = f"http://127.0.0.1:{self.server.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening: from now on connections to this origin are refused."""
+        if self.server is not None:
+            await self.server.close()
+
+
+OriginFactory = Callable[[], Origin]
+
 
 @pytest.fixture
-async def origin(aiohttp_server: Any) -> AsyncIterator[Origin]:
-    app = web.Application()
-    box = Origin(app=app)
+def make_origin(aiohttp_server: Any) -> OriginFactory:
+    def factory() -> Origin:
+        app = web.Application()
 
-    @web.middleware
-    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        box.seen.append(SeenRequest(request.method, request.path_qs, request.headers))
-        response: web.StreamResponse = await handler(request)
-        return response
+        async def launch(application: web.Application) -> Any:
+            return await aiohttp_server(application, host="127.0.0.1")
 
-    app.middlewares.append(record)
-    # Routes are added by the test before the first request; the router freezes on start, so start lazily.
-    started: list[Any] = []
+        box = Origin(app=app, launch=launch)
 
-    async def start() -> str:
-        if not started:
-            server = await aiohttp_server(app, host="127.0.0.1")
-            started.append(server)
-            box.url = f"http://127.0.0.1:{server.port}"
-        return box.url
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            box.seen.append(SeenRequest(request.method, request.path_qs, request.headers))
+            response: web.StreamResponse = await handler(request)
+            return response
 
-    box.start = start  # type: ignore[attr-defined]
-    yield box
+        app.middlewares.append(record)
+        return box
+
+    return factory
+
+
+@pytest.fixture
+def origin(make_origin: OriginFactory) -> Origin:
+    return make_origin()
 
 
 @dataclass
@@ -102,7 +123,7 @@ async def make_edge(tmp_path: Path) -> AsyncIterator[EdgeFactory]:
         yaml_text: str, origin: Origin | None = None, origin_url: str | None = None, **fmt: str
     ) -> RunningEdge:
         if origin is not None:
-            fmt["origin"] = await origin.start()  # type: ignore[attr-defined]
+            fmt["origin"] = await origin.start()
         elif origin_url is not None:
             fmt["origin"] = origin_url
         text = textwrap.dedent(yaml_text)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from proxy.cache.collapse import Flight
+from proxy.cache.entry import CacheEntry
 from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
 from proxy.pipeline.messages import EdgeRequest
 
@@ -31,7 +33,12 @@ class RequestContext:
     not_stored: NotStoredReason | None = None
     synth: SynthReason | None = None
     stored: bool = False
+    stored_entry: CacheEntry | None = None  # what STORE wrote, for collapsed waiters
+    flight: Flight | None = None  # set while this request leads a collapsed fetch
+    collapsed: bool = False  # served from another request's fetch
+    fill_streaming: bool = False  # a streaming Fill owns the rest of the fetch (and settles the flight)
     origin: str | None = None
+    tried: list[str] | None = None  # origins tried, in order (failover)
     fwd_status: int | None = None
     ttl: float | None = None
     status: int = 0

@@ -92,6 +92,7 @@ class Deliverer:
                 fwd_status=ctx.fwd_status,
                 ttl=ctx.ttl,
                 stored=ctx.stored,
+                collapsed=ctx.collapsed,
                 detail=ctx.not_stored.value if ctx.not_stored is not None else None,
             )
         headers = CIMultiDict(entry.headers)

@@ -1,9 +1,9 @@
-"""The request pipeline: RECV → HASH → LOOKUP → FETCH → STORE → DELIVER (→ LOG), plus SYNTH.
+"""The request pipeline: RECV → HASH → LOOKUP → COLLAPSE → FETCH → STORE → DELIVER (→ LOG), plus SYNTH.
 
 ``Pipeline.handle`` is called by a server adapter for every viewer request and returns the context and the
 response to write; the adapter calls ``Pipeline.finish`` once the response is written (LOG). Caching
 decisions are delegated to the pure functions of ``proxy.http``; this module only sequences them and does
-the I/O (memory tier, origins).
+the I/O (memory tier, origins, background refreshes).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Callable
 
 from multidict import CIMultiDict
 
+from proxy.cache.collapse import Collapser
 from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.http.cache_control import parse_cache_control
 from proxy.http.dates import parse_http_date
+from proxy.http.error_caching import apply_error_ttl
 from proxy.http.freshness import (
     ReuseDecision,
     corrected_initial_age,
@@ -28,14 +30,11 @@ from proxy.http.freshness import (
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
 from proxy.observability.access_log import AccessLog
-from proxy.origin.base import (
-    OriginError,
-    OriginRequest,
-    OriginResponse,
-    OriginTimeoutError,
-)
+from proxy.origin.base import OriginError, OriginRequest, OriginResponse, OriginTimeoutError
+from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
+from proxy.pipeline.fill import Fill
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
 from proxy.pipeline.variants import VARY_MARKER_STATUS, lookup_variant, vary_marker
@@ -49,7 +48,25 @@ _REQUEST_DROPPED = frozenset(
 # Response fields not kept in a stored entry: framing is redone per delivery, Age is recomputed (§4.2.3),
 # X-Cache is ours.
 _NOT_STORED_FIELDS = frozenset(("content-length", "age", "x-cache", "transfer-encoding"))
+# RFC 9110 §9.2.2: only these may be retried on another origin (and only before any byte reached the viewer).
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+# Not-stored reasons that say the response itself is uncacheable: later requests skip the collapse queue.
+_UNCACHEABLE = frozenset(
+    {
+        NotStoredReason.NO_STORE,
+        NotStoredReason.PRIVATE,
+        NotStoredReason.NO_CACHE,
+        NotStoredReason.AUTHORIZATION,
+        NotStoredReason.NO_FRESHNESS,
+        NotStoredReason.ZERO_TTL,
+        NotStoredReason.TOO_LARGE,
+        NotStoredReason.STATUS,
+        NotStoredReason.VARY_STAR,
+    }
+)
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a known length) are read whole, then written once
+REPLAYABLE_BODY = 1024 * 1024  # request bodies up to this size are buffered so a failover can resend them
+COLLAPSE_WAIT = 30.0  # longest a collapsed request waits for its leader before fetching on its own
 
 
 class Pipeline:
@@ -62,15 +79,25 @@ class Pipeline:
         *,
         name: str,
         access_log: AccessLog,
+        collapse: bool = True,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
         self.memory = memory
         self.name = name
         self.access_log = access_log
+        self.collapse = collapse
+        self.collapser = Collapser()
+        self.background = Background()
         self._clock = clock
+        self._monotonic = monotonic
         self._via = f"1.1 {name}"
         self.deliver = Deliverer(name)
+
+    async def close(self) -> None:
+        """Stop background refreshes and fills; called once at shutdown."""
+        await self.background.close()
 
     # ---------------------------------------------------------------- RECV
     async def handle(self, request: EdgeRequest) -> tuple[RequestContext, EdgeResponse]:
@@ -90,15 +117,20 @@ class Pipeline:
         return ctx, await self._forward(ctx, behaviour, fill=False, entry=None)
 
     # ---------------------------------------------------------------- HASH + LOOKUP
+    def _lookup(self, ctx: RequestContext) -> tuple[CacheEntry | None, FwdReason]:
+        """The stored entry for this request (following a Vary marker), and the miss reason if none."""
+        request = ctx.request
+        key = ctx.key
+        assert key is not None
+        entry = self.memory.get(key)
+        if entry is not None and entry.status == VARY_MARKER_STATUS:
+            return lookup_variant(self.memory, key, entry, request.headers), FwdReason.VARY_MISS
+        return entry, FwdReason.URI_MISS
+
     async def _cacheable(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
         request = ctx.request
-        key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
-        entry = self.memory.get(key)
-        fwd = FwdReason.URI_MISS
-        ctx.key = key
-        if entry is not None and entry.status == VARY_MARKER_STATUS:
-            entry = lookup_variant(self.memory, key, entry, request.headers)
-            fwd = FwdReason.VARY_MISS
+        ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
+        entry, miss_reason = self._lookup(ctx)
         request_cc = parse_cache_control(request.headers.get("Cache-Control"))
         honour = behaviour.honour_request_cache_control
         if entry is not None:
@@ -115,8 +147,15 @@ class Pipeline:
                 ctx.result = CacheResult.HIT
                 return self.deliver.from_entry(ctx, entry, hit=True)
             ctx.fwd = reason or FwdReason.STALE
+            # RFC 5861 §3: within stale-while-revalidate, serve stale now and refresh in the background.
+            if decision is ReuseDecision.STALE and _stale_within(
+                entry, entry.stale_while_revalidate, ctx.now
+            ):
+                self._refresh_in_background(ctx, behaviour, entry)
+                ctx.result = CacheResult.STALE
+                return self.deliver.from_entry(ctx, entry, hit=False)
         else:
-            ctx.fwd = fwd
+            ctx.fwd = miss_reason
             # RFC 9111 §5.2.1.7: only-if-cached with nothing stored → 504.
             if honour and request_cc.only_if_cached:
                 ctx.synth = SynthReason.ORIGIN_TIMEOUT
@@ -125,11 +164,94 @@ class Pipeline:
             # RFC 9111 §5.2.1.5: a request no-store forbids storing what comes back.
             ctx.not_stored = NotStoredReason.NO_STORE
             return await self._forward(ctx, behaviour, fill=False, entry=None)
-        return await self._forward(ctx, behaviour, fill=True, entry=entry)
+        # COLLAPSE: one origin fetch per key; the others wait for its entry.
+        if self.collapse and not self.collapser.is_uncacheable(ctx.key, ctx.now):
+            collapsed = await self._join_flight(ctx)
+            if collapsed is not None:
+                return collapsed
+            ctx.flight = self.collapser.lead(ctx.key)
+        try:
+            response = await self._forward(ctx, behaviour, fill=True, entry=entry)
+        except BaseException:
+            self._settle(ctx)
+            raise
+        if not ctx.fill_streaming:
+            self._settle(ctx)  # a streaming fill settles itself once its body is complete
+        return response
+
+    async def _join_flight(self, ctx: RequestContext) -> EdgeResponse | None:
+        """Wait for a running fetch of this key and serve its entry; None to fetch on our own."""
+        assert ctx.key is not None
+        flight = self.collapser.join(ctx.key)
+        if flight is None:
+            return None
+        stored = await self.collapser.wait(flight, COLLAPSE_WAIT)
+        if stored is None:
+            return None
+        # The leader may have stored another Vary variant than ours: look up again, as a fresh request.
+        ctx.now = self._clock()
+        entry, _ = self._lookup(ctx)
+        if entry is None or not entry.is_fresh(ctx.now):
+            return None
+        self.collapser.collapsed += 1
+        ctx.collapsed = True
+        ctx.result = CacheResult.HIT
+        ctx.fwd_status = entry.status
+        return self.deliver.from_entry(ctx, entry, hit=False)
+
+    def _settle(self, ctx: RequestContext) -> None:
+        """Release the requests collapsed behind this one (once its entry is stored, or not)."""
+        flight = ctx.flight
+        if flight is None or ctx.key is None:
+            return
+        ctx.flight = None
+        uncacheable = ctx.stored_entry is None and ctx.not_stored in _UNCACHEABLE
+        self.collapser.settle(ctx.key, flight, ctx.stored_entry, uncacheable=uncacheable, now=self._clock())
+
+    def _refresh_in_background(
+        self, ctx: RequestContext, behaviour: BehaviourRuntime, entry: CacheEntry
+    ) -> None:
+        """Start the one background refresh of a stale entry (unless a fetch of the key already runs)."""
+        assert ctx.key is not None
+        flight = self.collapser.lead(ctx.key)
+        if flight is None:
+            return
+        request = ctx.request
+        refresh_request = EdgeRequest(
+            method="GET",
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            client_ip=request.client_ip,
+            host=request.host,
+            scheme=request.scheme,
+        )
+        refresh = RequestContext(refresh_request, ctx.now, time.perf_counter(), behaviour=behaviour)
+        refresh.key = ctx.key
+        refresh.flight = flight
+        refresh.fwd = FwdReason.STALE
+        if not self.background.spawn(self._refresh(refresh, behaviour, entry), name=f"refresh {ctx.key}"):
+            self.collapser.settle(ctx.key, flight, None, uncacheable=False, now=ctx.now)
+
+    async def _refresh(self, ctx: RequestContext, behaviour: BehaviourRuntime, entry: CacheEntry) -> None:
+        try:
+            response = await self._forward(ctx, behaviour, fill=True, entry=entry)
+            if response.stream is not None:
+                completed = False
+                try:
+                    async for _ in response.stream:
+                        pass
+                    completed = True
+                except OriginError:
+                    pass
+                finally:
+                    await response.finish(completed)
+        finally:
+            self._settle(ctx)
 
     # ---------------------------------------------------------------- FETCH
     def _origin_request(
-        self, ctx: RequestContext, behaviour: BehaviourRuntime, fill: bool, entry: CacheEntry | None
+        self, ctx: RequestContext, fill: bool, entry: CacheEntry | None, body: bytes | None
     ) -> OriginRequest:
         request = ctx.request
         headers: CIMultiDict[str] = CIMultiDict()
@@ -160,36 +282,97 @@ class Pipeline:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
         headers["Via"] = f"{via}, {self._via}" if via else self._via
+        request_body: AsyncIterator[bytes] | None = None
+        if not fill:
+            request_body = _replay(body) if body is not None else request.body
         return OriginRequest(
-            method=method,
-            target=request.target,
-            headers=headers,
-            body=None if fill else request.body,
-            viewer_host=request.host,
+            method=method, target=request.target, headers=headers, body=request_body, viewer_host=request.host
         )
+
+    async def _replayable_body(self, ctx: RequestContext) -> tuple[bool, bytes | None]:
+        """Whether this request may go to a second origin, and its body buffered for that when it has one."""
+        request = ctx.request
+        if request.method not in IDEMPOTENT_METHODS:
+            return False, None
+        if request.body is None:
+            return True, None
+        length = request.content_length
+        if length is None or length > REPLAYABLE_BODY:
+            return False, None
+        parts = [chunk async for chunk in request.body]
+        return True, b"".join(parts)
 
     async def _forward(
         self, ctx: RequestContext, behaviour: BehaviourRuntime, *, fill: bool, entry: CacheEntry | None
     ) -> EdgeResponse:
-        origin = behaviour.origin
-        if origin is None:
+        """FETCH: try the behaviour's origins in order (failover), then STORE and DELIVER what came back."""
+        group = behaviour.group
+        if group is None:
             ctx.synth = SynthReason.ORIGIN_UNREACHABLE
+            ctx.result = CacheResult.ERROR
             return self.deliver.synthetic(ctx, 502, "Bad Gateway: no origin for this path\n")
-        ctx.origin = origin.name
-        origin_request = self._origin_request(ctx, behaviour, fill, entry)
-        request_time = self._clock()
-        try:
-            response = await origin.fetch(origin_request)
-        except OriginError as exc:
-            return self._origin_failed(ctx, exc)
-        response_time = self._clock()
+        now = self._monotonic()
+        stale_ok = entry is not None and _stale_within(entry, entry.stale_if_error, ctx.now)
+        if stale_ok and group.all_down(now):
+            # Every origin is known to be down: serve stale at once, without waiting out a timeout.
+            assert entry is not None
+            return self._serve_stale(ctx, entry, None)
+        retryable, body = (False, None)
+        if len(group.members) > 1:
+            retryable, body = await self._replayable_body(ctx)
+        ctx.tried = []
+        failure: OriginError | None = None
+        response: OriginResponse | None = None
+        request_time = response_time = ctx.now
+        candidates = group.candidates(now)
+        member = next(candidates, None)
+        while member is not None:
+            origin, health = member
+            ctx.origin = origin.name
+            ctx.tried.append(origin.name)
+            origin_request = self._origin_request(ctx, fill, entry, body)
+            request_time = self._clock()
+            try:
+                response = await origin.fetch(origin_request)
+            except OriginError as exc:
+                health.record_failure(self._monotonic(), reason=str(exc) or type(exc).__name__)
+                failure, response = exc, None
+                member = next(candidates, None) if retryable else None
+                continue
+            response_time = self._clock()
+            if not group.should_fail_over(response.status):
+                health.record_success(self._monotonic())
+                break
+            health.record_failure(self._monotonic(), reason=f"HTTP {response.status}")
+            # A failover status: move on when there is another member to try, else keep this answer.
+            member = next(candidates, None) if retryable else None
+            if member is not None:
+                await response.release()
+                response = None
+        if response is None:
+            if stale_ok:
+                assert entry is not None
+                return self._serve_stale(ctx, entry, None)
+            assert failure is not None
+            return self._origin_failed(ctx, failure)
         ctx.fwd_status = response.status
+        if stale_ok and response.status >= 500:
+            # RFC 5861 §4: an origin error within stale-if-error serves the stale entry instead.
+            assert entry is not None
+            await response.release()
+            return self._serve_stale(ctx, entry, response.status)
         if fill and entry is not None and response.status == 304:
             await response.release()
             return self._refreshed(ctx, behaviour, entry, response, request_time, response_time)
         if not fill:
-            return await self._pass_through(ctx, response)
+            return self._pass_through(ctx, response)
         return await self._store_and_deliver(ctx, behaviour, response, request_time, response_time)
+
+    def _serve_stale(self, ctx: RequestContext, entry: CacheEntry, origin_status: int | None) -> EdgeResponse:
+        ctx.result = CacheResult.STALE
+        ctx.fwd = FwdReason.STALE
+        ctx.fwd_status = origin_status
+        return self.deliver.from_entry(ctx, entry, hit=False)
 
     def _origin_failed(self, ctx: RequestContext, exc: OriginError) -> EdgeResponse:
         ctx.result = CacheResult.ERROR
@@ -214,6 +397,7 @@ class Pipeline:
         response_cc = parse_cache_control(headers.getall("Cache-Control", ()))
         date = parse_http_date(headers.get("Date"))
         vary = tuple(v.lower() for v in parse_list_header(headers.getall("Vary", ())))
+        expires = parse_expires(headers.get("Expires"))
         decision = decide_store(
             method=request.method,
             status=response_status,
@@ -222,15 +406,26 @@ class Pipeline:
             else parse_cache_control(None),
             response_cc=response_cc,
             request_has_authorization="Authorization" in request.headers,
-            expires=parse_expires(headers.get("Expires")),
-            has_etag="ETag" in headers,
+            expires=expires,
             date=date if date is not None else response_time,
             last_modified=parse_http_date(headers.get("Last-Modified")),
             has_vary_star="*" in vary,
+            has_etag="ETag" in headers,
             policy=behaviour.ttl,
             default_swr=behaviour.config.stale_while_revalidate,
             default_sie=behaviour.config.stale_if_error,
         )
+        if response_status >= 400:
+            explicit = (
+                response_cc.s_maxage is not None or response_cc.max_age is not None or expires is not None
+            )
+            decision = apply_error_ttl(
+                response_status,
+                decision,
+                explicit=explicit,
+                policy_mode=behaviour.ttl is not None,
+                error_ttl=behaviour.config.error_ttl,
+            )
         if not decision.store:
             return None, decision.reason
         stored_headers = tuple((k, v) for k, v in headers.items() if k.lower() not in _NOT_STORED_FIELDS)
@@ -259,7 +454,9 @@ class Pipeline:
             self.memory.set(key, vary_marker(entry.vary, entry.response_time))
             key = variant_key(key, entry.vary, ctx.request.headers)
         stored = self.memory.set(key, entry)
-        if not stored:
+        if stored:
+            ctx.stored_entry = entry
+        else:
             ctx.not_stored = NotStoredReason.TOO_LARGE
         ctx.stored = stored
         return stored
@@ -322,56 +519,36 @@ class Pipeline:
                 finally:
                     await response.release()
                 return self.deliver.from_origin(ctx, response, stream=None, body=body or b"")
-            return await self._pass_through(ctx, response)
+            return self._pass_through(ctx, response)
         ctx.ttl = entry.ttl
         if ctx.request.method == "HEAD" or (length is not None and length <= SMALL_BODY):
             try:
-                body = await _read_all(response, limit)
+                whole = await _read_all(response, limit)
             except OriginError as exc:
-                await response.release()
+                ctx.not_stored = NotStoredReason.INCOMPLETE
                 return self._origin_failed(ctx, exc)
-            await response.release()
-            if body is None:
+            finally:
+                await response.release()
+            if whole is None:
                 # Only a HEAD fill with no Content-Length gets here: the head is all the viewer wants.
                 ctx.not_stored = NotStoredReason.TOO_LARGE
                 return self.deliver.from_origin(ctx, response, stream=None, body=b"")
-            entry.body = body
+            entry.body = whole
             if not self._store(ctx, entry):
-                return self.deliver.from_origin(ctx, response, stream=None, body=body)
+                return self.deliver.from_origin(ctx, response, stream=None, body=whole)
             return self.deliver.from_entry(ctx, entry, hit=False)
-        ctx.stored = True  # the intent, announced in Cache-Status; _tee records the outcome
-        stream = self._tee(ctx, entry, response, limit)
-        return self.deliver.from_origin(ctx, response, stream=stream, body=None, age=entry.initial_age)
+        fill = Fill(
+            ctx, entry, response, limit, store=self._store, on_done=self._settle, background=self.background
+        )
+        ctx.stored = True  # the intent, announced in Cache-Status; the Fill records the outcome
+        delivered = self.deliver.from_origin(
+            ctx, response, stream=fill.stream(), body=None, age=entry.initial_age
+        )
+        delivered.finish = fill.finish
+        ctx.fill_streaming = True
+        return delivered
 
-    async def _tee(
-        self, ctx: RequestContext, entry: CacheEntry, response: OriginResponse, limit: int
-    ) -> AsyncIterator[bytes]:
-        """Stream the origin body to the viewer while collecting it; store it once complete."""
-        ctx.stored = False  # Cache-Status announced the intent; the log says what happened
-        parts: list[bytes] | None = []
-        size = 0
-        try:
-            async for chunk in response.body:
-                if parts is not None:
-                    size += len(chunk)
-                    if size > limit:
-                        parts = None
-                        ctx.not_stored = NotStoredReason.TOO_LARGE
-                        ctx.stored = False
-                    else:
-                        parts.append(chunk)
-                yield chunk
-        except OriginError:
-            ctx.not_stored = NotStoredReason.INCOMPLETE
-            ctx.stored = False
-            raise
-        finally:
-            await response.release()
-        if parts is not None:
-            entry.body = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._store(ctx, entry)
-
-    async def _pass_through(self, ctx: RequestContext, response: OriginResponse) -> EdgeResponse:
+    def _pass_through(self, ctx: RequestContext, response: OriginResponse) -> EdgeResponse:
         """Deliver an origin response that is not stored, streaming its body."""
         return self.deliver.from_origin(ctx, response, stream=_released(response), body=None)
 
@@ -382,6 +559,16 @@ class Pipeline:
         ctx.bytes_sent = bytes_sent
         ctx.completed = completed
         self.access_log.write(ctx)
+
+
+def _stale_within(entry: CacheEntry, window: float, now: float) -> bool:
+    """Whether a stale entry is still inside an RFC 5861 window (stale-while-revalidate/-if-error)."""
+    return window > 0 and entry.age(now) < entry.ttl + window
+
+
+async def _replay(body: bytes) -> AsyncIterator[bytes]:
+    if body:
+        yield body
 
 
 async def _read_all(response: OriginResponse, limit: int) -> bytes | None:

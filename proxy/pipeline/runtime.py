@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from proxy.cache.keys import KeyBuilder
 from proxy.http.freshness import TTLPolicy
 from proxy.origin.base import Origin
+from proxy.origin.group import OriginGroup
+from proxy.origin.health import HealthProber, OriginHealth, probe_targets
 from proxy.origin.http import HttpOrigin
 from proxy.origin.static import StaticOrigin
 from proxy.routing import Router
@@ -30,8 +32,7 @@ class BehaviourRuntime:
     allow: str  # the Allow header of a 405 (RFC 9110 §15.5.6)
     keys: KeyBuilder
     ttl: TTLPolicy | None
-    origin: Origin | None
-    origin_name: str | None
+    group: OriginGroup | None  # the origins FETCH tries (a single origin is a group of one)
     honour_request_cache_control: bool  # RFC 9111 §5.2.1 in plain mode; CloudFront ignores it under a ttl
 
 
@@ -41,9 +42,17 @@ class Runtime:
 
     router: Router[BehaviourRuntime]
     origins: Mapping[str, Origin]
+    health: Mapping[str, OriginHealth]
+    groups: Mapping[str, OriginGroup]
+    prober: HealthProber
+
+    async def start(self) -> None:
+        """Start the active health probes; called once the event loop runs."""
+        await self.prober.start()
 
     async def close(self) -> None:
-        """Release every origin's pooled connections; called on shutdown and after a reload."""
+        """Stop the probes and release every origin's pooled connections; called on shutdown."""
+        await self.prober.close()
         for origin in self.origins.values():
             await origin.close()
 
@@ -64,20 +73,22 @@ def make_origin(name: str, config: OriginConfig) -> Origin:
     )
 
 
-def _resolve_origin(name: str | None, config: EdgeConfig, origins: Mapping[str, Origin]) -> Origin | None:
-    if name is None:
-        return None
-    if name in origins:
-        return origins[name]
-    # Origin groups act on failover (a later phase of work); until then a group is served by its first
-    # member so a config that names a group still works.
-    group = config.origin_groups[name]
-    return origins[group.members[0]]
+def build_groups(
+    config: EdgeConfig, origins: Mapping[str, Origin], health: Mapping[str, OriginHealth]
+) -> dict[str, OriginGroup]:
+    """One group per name a behaviour may use: every origin (a group of one) and every origin group."""
+    groups = {name: OriginGroup.single(origin, health[name]) for name, origin in origins.items()}
+    for name, group in config.origin_groups.items():
+        members = [(origins[m], health[m]) for m in group.members]
+        groups[name] = OriginGroup(name, members, frozenset(group.failover_on), group.balance)
+    return groups
 
 
 def build_runtime(config: EdgeConfig) -> Runtime:
     """Compile ``config`` into a Runtime. Called once per worker at start-up and on every reload."""
     origins: dict[str, Origin] = {name: make_origin(name, oc) for name, oc in config.origins.items()}
+    health = {name: OriginHealth.for_origin(name, oc) for name, oc in config.origins.items()}
+    groups = build_groups(config, origins, health)
     behaviours = []
     for behaviour in config.behaviours:
         methods = frozenset(m.upper() for m in behaviour.methods)
@@ -92,9 +103,9 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 allow=", ".join(sorted(methods)),
                 keys=KeyBuilder(behaviour.cache_key),
                 ttl=ttl,
-                origin=_resolve_origin(behaviour.origin, config, origins),
-                origin_name=behaviour.origin,
+                group=groups[behaviour.origin] if behaviour.origin is not None else None,
                 honour_request_cache_control=ttl is None,
             )
         )
-    return Runtime(router=Router(behaviours), origins=origins)
+    prober = HealthProber(probe_targets(config.origins, health))
+    return Runtime(router=Router(behaviours), origins=origins, health=health, groups=groups, prober=prober)

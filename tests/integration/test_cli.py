@@ -106,7 +106,7 @@ async def _start(*args: str, cwd: Path = REPO) -> asyncio.subprocess.Process:
 
 async def test_serve_origin_mode_and_access_log(origin: Origin) -> None:
     origin.static("/x", "fronted", Cache_Control="max-age=60")
-    origin_url = await origin.start()  # type: ignore[attr-defined]
+    origin_url = await origin.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = await _start("serve", "--origin", origin_url, "--listen", f"127.0.0.1:{port}")
@@ -141,16 +141,18 @@ async def test_sigterm_finishes_in_flight_requests(origin: Origin, tmp_path: Pat
         return web.Response(text="finished")
 
     origin.route("/slow", slow)
-    origin_url = await origin.start()  # type: ignore[attr-defined]
+    origin_url = await origin.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = await _start("serve", "--origin", origin_url, "--listen", f"127.0.0.1:{port}")
+    terminated = False
     try:
         await _wait_until_serving(url, process)
         async with aiohttp.ClientSession() as session:
             in_flight = asyncio.ensure_future(session.get(url + "/slow"))
             await asyncio.wait_for(arrived.wait(), 10)
             process.send_signal(signal.SIGTERM)
+            terminated = True
             # The edge stops accepting new connections while the in-flight request is still running.
             async with asyncio.timeout(10):
                 while True:
@@ -164,7 +166,7 @@ async def test_sigterm_finishes_in_flight_requests(origin: Origin, tmp_path: Pat
             response = await asyncio.wait_for(in_flight, 10)
             assert response.status == 200 and await response.text() == "finished"
     finally:
-        if process.returncode is None:
+        if not terminated:
             process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
