@@ -43,6 +43,8 @@ def log_record(ctx: RequestContext) -> dict[str, object]:
         "stored": ctx.stored,
         "behaviour": behaviour.path if behaviour is not None else None,
         "origin": ctx.origin,
+        "origins_tried": ctx.tried if ctx.tried and len(ctx.tried) > 1 else None,
+        "collapsed": ctx.collapsed,
         "origin_status": ctx.fwd_status,
         "completed": ctx.completed,
     }

@@ -36,6 +36,14 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].methods",
     "behaviours[].ttl.*",
     "behaviours[].cache_key.*",
+    "server.limits.max_header_bytes",
+    "server.limits.client_timeout",
+    "cache.collapse",
+    "origins.*.health",
+    "origin_groups",
+    "behaviours[].stale_while_revalidate",
+    "behaviours[].stale_if_error",
+    "behaviours[].error_ttl",
 }
 
 
