@@ -19,6 +19,7 @@ __all__ = [
     "CacheControl",
     "parse_cache_control",
     "parse_delta_seconds",
+    "pragma_no_cache",
 ]
 
 # RFC 9111 §1.2.2: a delta-seconds value too large to represent is taken as 2^31.
@@ -29,6 +30,7 @@ _DELTA_MAX_DIGITS = len(str(DELTA_SECONDS_MAX))
 # unique huge values cannot make the memo cache pin a lot of memory.
 _MEMO_MAX_LEN = 512
 _MEMO_SIZE = 1024
+_OWS = " \t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +39,10 @@ class CacheControl:
 
     Integer directives are ``None`` when absent. ``no_cache``/``private`` are the unqualified forms; the
     qualified forms (``no-cache="Set-Cookie"``) only fill ``no_cache_fields``/``private_fields`` with
-    lower-cased field names. ``invalid`` is set when ``max-age`` or ``s-maxage`` had an invalid value or a
-    conflicting duplicate; RFC 9111 §4.2.1 says such a response should be considered stale (the first valid
-    value is still kept in the field for diagnostics).
+    lower-cased field names. ``invalid`` is set when the first ``max-age`` or ``s-maxage`` has a value that
+    is not delta-seconds; RFC 9111 §4.2.1 says such a response should be considered stale. Repeated
+    ``max-age``/``s-maxage`` directives: the first occurrence is used (§4.2.1 allows it), later ones are
+    ignored.
     """
 
     max_age: int | None = None
@@ -90,13 +93,20 @@ def parse_delta_seconds(value: str | None) -> int | None:
 
 
 def _split_plain(s: str) -> list[tuple[str, str | None]]:
-    """Split a field value that contains no DQUOTE: every comma separates members (RFC 9110 §5.6.1)."""
+    """Split a field value that contains no DQUOTE: every comma separates members (RFC 9110 §5.6.1).
+
+    RFC 9111 §5.2: ``cache-directive = token [ "=" ( token / quoted-string ) ]`` leaves no room for
+    whitespace around ``=``. A member with whitespace before ``=`` is not a directive this cache knows and is
+    dropped; whitespace after ``=`` is kept at the front of the argument so that :func:`_parse` can reject
+    it for the directives whose value it reads as delta-seconds.
+    """
     out: list[tuple[str, str | None]] = []
     for part in s.split(","):
-        name, eq, arg = part.partition("=")
-        name = name.strip().lower()
-        if name:
-            out.append((name, arg.strip() if eq else None))
+        raw, eq, arg = part.partition("=")
+        name = raw.strip(_OWS).lower()
+        if not name or (eq and raw[-1:] in _OWS):
+            continue
+        out.append((name, arg.rstrip(_OWS) if eq else None))
     return out
 
 
@@ -120,10 +130,15 @@ def _split_quoted(s: str) -> list[tuple[str, str | None]]:
                 out.append((name, None))
             i = end + 1
             continue
-        name = s[i:eq].strip().lower()
+        raw = s[i:eq]
+        name = raw.strip(_OWS).lower()
+        if raw[-1:] in _OWS:
+            name = ""  # whitespace before "=": not a cache-directive (see _split_plain); value skipped below
         k = eq + 1
-        while k < n and s[k] in " \t":
+        lead = ""
+        while k < n and s[k] in _OWS:
             k += 1
+            lead = " "  # whitespace after "=": kept as a marker so _parse can reject the value
         if k < n and s[k] == '"':
             k += 1
             chunks: list[str] = []
@@ -149,11 +164,19 @@ def _split_quoted(s: str) -> list[tuple[str, str | None]]:
         else:
             comma = s.find(",", k)
             end = n if comma == -1 else comma
-            arg = s[k:end].strip()
+            arg = s[k:end].rstrip(_OWS)
         if name:
-            out.append((name, arg))
+            out.append((name, lead + arg))
         i = end + 1
     return out
+
+
+def _delta(arg: str | None) -> int | None:
+    """A directive argument read as delta-seconds; ``None`` when absent or invalid. RFC 9111 §5.2 allows no
+    whitespace after ``=`` (the splitters keep it as a leading marker), so ``max-age= 5`` is invalid."""
+    if arg is None or arg[:1] in _OWS:
+        return None
+    return parse_delta_seconds(arg)
 
 
 def _field_names(arg: str) -> tuple[str, ...]:
@@ -184,23 +207,23 @@ def _parse(s: str) -> CacheControl:
     no_cache_fields: tuple[str, ...] = ()
     private_fields: tuple[str, ...] = ()
     invalid = False
+    seen: set[str] = set()
     for name, arg in members:
         if name == "max-age" or name == "s-maxage":
-            # RFC 9111 §5.2.2.1 / §5.2.2.10 (and §5.2.1.1 for requests). An invalid value or a conflicting
-            # duplicate makes the freshness information invalid: §4.2.1 says to consider the response
-            # stale; the first valid value is kept.
-            n = parse_delta_seconds(arg)
+            # RFC 9111 §5.2.2.1 / §5.2.2.10 (and §5.2.1.1 for requests). §4.2.1: with several values for
+            # the directive "either the first occurrence should be used or the response should be considered
+            # stale"; this cache uses the first occurrence (later ones are ignored). A first occurrence
+            # whose value is not delta-seconds makes the freshness information invalid: stale (§4.2.1).
+            if name in seen:
+                continue
+            seen.add(name)
+            n = _delta(arg)
             if n is None:
                 invalid = True
-                continue
-            current = max_age if name == "max-age" else s_maxage
-            if current is None:
-                if name == "max-age":
-                    max_age = n
-                else:
-                    s_maxage = n
-            elif current != n:
-                invalid = True
+            elif name == "max-age":
+                max_age = n
+            else:
+                s_maxage = n
         elif name == "no-cache":
             # RFC 9111 §5.2.2.4 (response) / §5.2.1.4 (request). A qualified form with no usable field name
             # is treated as unqualified: the most restrictive reading (§4.2.1).
@@ -227,11 +250,11 @@ def _parse(s: str) -> CacheControl:
         elif name == "stale-while-revalidate":
             # RFC 5861 §3; an invalid value is ignored, the first valid one wins.
             if swr is None:
-                swr = parse_delta_seconds(arg)
+                swr = _delta(arg)
         elif name == "stale-if-error":
             # RFC 5861 §4; same handling.
             if sie is None:
-                sie = parse_delta_seconds(arg)
+                sie = _delta(arg)
         elif name == "immutable":
             immutable = True  # RFC 8246 §2
         elif name == "must-understand":
@@ -243,10 +266,10 @@ def _parse(s: str) -> CacheControl:
             if arg is None or not arg.strip():
                 max_stale_any = True
             elif max_stale is None:
-                max_stale = parse_delta_seconds(arg)
+                max_stale = _delta(arg)
         elif name == "min-fresh":
             if min_fresh is None:
-                min_fresh = parse_delta_seconds(arg)  # RFC 9111 §5.2.1.3
+                min_fresh = _delta(arg)  # RFC 9111 §5.2.1.3
         elif name == "only-if-cached":
             only_if_cached = True  # RFC 9111 §5.2.1.7
         # anything else: RFC 9111 §5.2.3, unrecognised cache directives are ignored.
@@ -301,3 +324,23 @@ def parse_cache_control(values: str | Iterable[str] | None) -> CacheControl:
     if len(s) <= _MEMO_MAX_LEN:
         return _parse_memo(s)
     return _parse(s)
+
+
+def pragma_no_cache(pragma: str | Iterable[str] | None, *, cache_control_present: bool) -> bool:
+    """Whether a request's ``Pragma`` asks for ``no-cache`` in a way this cache honours (RFC 9111 §5.4).
+
+    Called by LOOKUP in plain RFC mode, for the ``pragma_no_cache`` argument of ``reuse_decision``.
+    ``pragma`` is the field value or all its lines; ``cache_control_present`` says whether the request has
+    a ``Cache-Control`` field at all. RFC 9111 deprecates Pragma; this cache keeps the HTTP/1.0 meaning that
+    RFC 7234 §5.4 gave it: ``Pragma: no-cache`` counts as ``Cache-Control: no-cache`` only when the request
+    carries no ``Cache-Control`` field. Members are compared case-insensitively as whole list members
+    (``Pragma: no-cache-please`` is not ``no-cache``). Never raises.
+    """
+    if cache_control_present or pragma is None:
+        return False
+    lines = (pragma,) if isinstance(pragma, str) else pragma
+    for line in lines:
+        for member in line.split(","):
+            if member.strip(_OWS).lower() == "no-cache":
+                return True
+    return False

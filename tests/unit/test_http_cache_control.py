@@ -12,6 +12,7 @@ from proxy.http.cache_control import (
     CacheControl,
     parse_cache_control,
     parse_delta_seconds,
+    pragma_no_cache,
 )
 
 CASES: list[Any] = [
@@ -28,13 +29,26 @@ CASES: list[Any] = [
     pytest.param("max-age", {"invalid": True}, id="§4.2.1 max-age without value is invalid"),
     pytest.param("max-age=+5", {"invalid": True}, id="§1.2.2 sign is not a DIGIT"),
     pytest.param("max-age=1.5", {"invalid": True}, id="§1.2.2 fraction is invalid"),
-    pytest.param(
-        "max-age=10, max-age=20", {"max_age": 10, "invalid": True}, id="§4.2.1 conflicting duplicate invalid"
-    ),
+    pytest.param("max-age=10, max-age=20", {"max_age": 10}, id="§4.2.1 duplicate: first occurrence used"),
+    pytest.param("max-age=1, max-age=1800", {"max_age": 1}, id="§4.2.1 first occurrence even if shorter"),
     pytest.param("max-age=10, max-age=10", {"max_age": 10}, id="§4.2.1 identical duplicate is fine"),
+    pytest.param("s-maxage=1, s-maxage=2", {"s_maxage": 1}, id="§4.2.1 duplicate s-maxage: first used"),
+    pytest.param("max-age=x, max-age=20", {"invalid": True}, id="§4.2.1 invalid first occurrence decides"),
+    pytest.param("max-age=20, max-age=x", {"max_age": 20}, id="§4.2.1 invalid later occurrence ignored"),
+    pytest.param("max-age =3600", {}, id="§5.2 space before '=': not a directive, ignored"),
+    pytest.param("max-age= 3600", {"invalid": True}, id="§5.2 space after '=': invalid value"),
+    pytest.param('max-age= "3600"', {"invalid": True}, id="§5.2 space after '=' before quoted-string"),
+    pytest.param('foo ="a,b", max-age=3', {"max_age": 3}, id="§5.2 malformed member skipped whole"),
+    pytest.param("max-age=3600 , public", {"max_age": 3600, "public": True}, id="§5.6.1 OWS before comma"),
+    pytest.param("max-age='3600'", {"invalid": True}, id="§5.2 single quotes are not quoting"),
+    pytest.param("max-age=3600a", {"invalid": True}, id="§1.2.2 trailing garbage invalid"),
     pytest.param(
-        "s-maxage=1, s-maxage=2", {"s_maxage": 1, "invalid": True}, id="§4.2.1 conflicting s-maxage invalid"
+        'extension="max-age=3600", max-age=1', {"max_age": 1}, id="§5.2 max-age inside quoted-string ignored"
     ),
+    pytest.param(
+        'max-age=1, extension="max-age=3600"', {"max_age": 1}, id="§5.2 quoted max-age after the real one"
+    ),
+    pytest.param("stale-if-error= 60", {}, id="RFC 5861 space after '=' ignored"),
     pytest.param("max-age=99999999999", {"max_age": DELTA_SECONDS_MAX}, id="§1.2.2 clamp above 2^31"),
     pytest.param("max-age=" + "9" * 5000, {"max_age": DELTA_SECONDS_MAX}, id="§1.2.2 clamp huge digit run"),
     pytest.param("max-age=0000000000000007", {"max_age": 7}, id="§1.2.2 leading zeros"),
@@ -92,9 +106,7 @@ CASES: list[Any] = [
     ),
     pytest.param(["max-age=5", "public"], {"max_age": 5, "public": True}, id="§5.3 several field lines"),
     pytest.param(["", "no-store"], {"no_store": True}, id="§5.3 empty field line ignored"),
-    pytest.param(
-        ["max-age=5", "max-age=6"], {"max_age": 5, "invalid": True}, id="§4.2.1 conflict across field lines"
-    ),
+    pytest.param(["max-age=5", "max-age=6"], {"max_age": 5}, id="§4.2.1 first occurrence across lines"),
 ]
 
 
@@ -133,3 +145,20 @@ def test_long_values_are_parsed_without_memo() -> None:
 )
 def test_parse_delta_seconds(value: str | None, expected: int | None) -> None:
     assert parse_delta_seconds(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("pragma", "cc_present", "expected"),
+    [
+        pytest.param("no-cache", False, True, id="§5.4 Pragma: no-cache without Cache-Control"),
+        pytest.param("NO-CACHE", False, True, id="§5.4 case-insensitive"),
+        pytest.param("foo, no-cache", False, True, id="§5.4 list member"),
+        pytest.param(["foo", "no-cache"], False, True, id="§5.4 any field line"),
+        pytest.param("no-cache", True, False, id="§5.4 any Cache-Control field takes over"),
+        pytest.param("no-cache-please", False, False, id="§5.4 whole member only"),
+        pytest.param("foo", False, False, id="§5.4 extension pragma ignored"),
+        pytest.param(None, False, False, id="absent"),
+    ],
+)
+def test_pragma_no_cache(pragma: Any, cc_present: bool, expected: bool) -> None:
+    assert pragma_no_cache(pragma, cache_control_present=cc_present) is expected
