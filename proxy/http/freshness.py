@@ -16,6 +16,7 @@ Everything here is pure: times are epoch seconds and durations seconds, passed i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
@@ -47,10 +48,10 @@ HEURISTICALLY_CACHEABLE: frozenset[int] = frozenset({200, 203, 204, 300, 301, 30
 HEURISTIC_FRACTION = 0.1
 HEURISTIC_MAX = 86400.0
 
-# Final status codes whose caching requirements this cache understands (RFC 9111 §3 "the cache understands
-# the response status code"; RFC 9110 §15 registrations plus 429/431/451/511). 206 is understood but not
-# stored as a full object (handled first); 304 is never stored as a new response: it freshens a stored one
-# (RFC 9111 §4.3.4), which is the caller's business. Anything else (1xx, unknown codes) is not stored.
+# Final status codes whose caching requirements this cache understands (RFC 9110 §15 registrations plus
+# 429/431/451/511). RFC 9111 §3 needs a cache to understand the status code only when the response carries
+# must-understand (§5.2.2.3): other final codes, unknown ones included, are storable in plain RFC mode when
+# the response has explicit freshness or public. Under a TTL policy only understood codes are stored.
 _UNDERSTOOD_STATUS: frozenset[int] = frozenset(
     {200, 201, 202, 203, 204, 205, 206}
     | {300, 301, 302, 303, 305, 307, 308}
@@ -74,16 +75,21 @@ def parse_expires(value: str | None) -> float | None:
 
 
 def corrected_initial_age(
-    age_value: str | None, date: float | None, request_time: float, response_time: float
+    age_value: str | Iterable[str] | None, date: float | None, request_time: float, response_time: float
 ) -> float:
     """``corrected_initial_age`` of a response (RFC 9111 §4.2.3), in seconds.
 
     Called once when a response head arrives from the origin; the result goes to
-    ``CacheEntry.initial_age``. ``age_value`` is the raw ``Age`` field value: an invalid or absent Age counts
-    as 0 (§5.1 delta-seconds; §4.2.3 "or 0, if not available"). ``date`` is the parsed ``Date`` (``None``
-    when absent or invalid: apparent_age is then 0). A negative response delay (clock skew between the two
-    readings) is taken as 0.
+    ``CacheEntry.initial_age``. ``age_value`` is the raw ``Age`` field value, or all its field lines
+    (``headers.getall("Age", ())``): an invalid or absent Age counts as 0 (§5.1 ``Age = delta-seconds``;
+    §4.2.3 "or 0, if not available"). Several Age lines combine into a list (RFC 9110 §5.3), which is not
+    delta-seconds either, so they count as 0 too, as do a negative or fractional value. ``date`` is the
+    parsed ``Date`` (``None`` when absent or invalid: apparent_age is then 0). A negative response delay
+    (clock skew between the two readings) is taken as 0.
     """
+    if age_value is not None and not isinstance(age_value, str):
+        lines = list(age_value)
+        age_value = lines[0] if len(lines) == 1 else None
     age = parse_delta_seconds(age_value) or 0
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     response_delay = max(0.0, response_time - request_time)
@@ -184,7 +190,8 @@ def decide_store(
     :func:`parse_expires` (``0.0`` for an invalid Expires); ``date``: the parsed Date, or the response time
     when Date is missing; ``has_etag``: the response carries an ETag (a validator, used only in RFC mode).
     ``policy=None`` selects plain RFC 9111 shared-cache rules, otherwise CloudFront semantics (``request_cc``
-    is then ignored). Status codes that are 1xx, 304 or not registered are never stored (``STATUS``).
+    is then ignored). Status codes that are 1xx or 304 are never stored (``STATUS``); unknown final codes
+    are stored only in RFC mode, with explicit freshness or public, and never with must-understand.
 
     Qualified ``no-cache="f"``/``private="f"`` never block storage: the caller must drop the named fields
     from the stored header section (RFC 9111 §5.2.2.4, §5.2.2.7).
@@ -199,19 +206,25 @@ def decide_store(
     # RFC 9111 §3.3: a 206 is a partial response; it is not stored as the full object.
     if status == 206:
         return _NOT_STORED[NotStoredReason.PARTIAL]
-    # RFC 9111 §3: the status code must be final (not 1xx) and understood; 304 freshens a stored response
-    # (§4.3.4) instead of being stored.
-    if status not in _UNDERSTOOD_STATUS:
+    # RFC 9111 §3: the status code must be final (not 1xx, RFC 9110 §15); 304 freshens a stored response
+    # (§4.3.4) instead of being stored; a status code is three digits (RFC 9110 §15).
+    if status < 200 or status == 304 or status > 999:
         return _NOT_STORED[NotStoredReason.STATUS]
     cc = response_cc
-    # RFC 9111 §5.2.2.3: a cache that understands the status code SHOULD ignore no-store when the response
-    # also has must-understand (status codes reaching here are understood).
+    understood = status in _UNDERSTOOD_STATUS
+    # RFC 9111 §5.2.2.3 / §3: with must-understand the response is stored only if the cache understands the
+    # status code, and then its no-store is ignored (a cache that understands the code SHOULD ignore it).
+    if cc.must_understand and not understood:
+        return _NOT_STORED[NotStoredReason.STATUS]
     response_no_store = cc.no_store and not cc.must_understand
     # RFC 9111 §5.2.2.2 / §5.2.2.8: must-revalidate / proxy-revalidate (a shared cache) forbid stale reuse.
     must_revalidate = cc.must_revalidate or cc.proxy_revalidate
     lifetime = _explicit_lifetime(cc, expires, date)
 
     if policy is not None:
+        if not understood:
+            # CloudFront semantics: only the status codes it knows are cached.
+            return _NOT_STORED[NotStoredReason.STATUS]
         return _decide_policy(
             policy,
             status,
@@ -235,7 +248,9 @@ def decide_store(
     if request_has_authorization and _authorization_forbids(cc):
         return _NOT_STORED[NotStoredReason.AUTHORIZATION]
     heuristic_status = status in HEURISTICALLY_CACHEABLE
-    # RFC 9111 §3: storable only with explicit freshness, a heuristically cacheable status, or public.
+    # RFC 9111 §3: storable only with explicit freshness, a heuristically cacheable status, or public (any
+    # final status code, unknown ones included: RFC 9110 §15 has unrecognised codes treated as x00 for
+    # handling, but caching needs only the explicit permission).
     if lifetime is None and not heuristic_status and not cc.public:
         return _NOT_STORED[NotStoredReason.STATUS]
     # RFC 9111 §5.2.2.10: s-maxage incorporates proxy-revalidate for a shared cache. Choice: an explicit

@@ -47,6 +47,7 @@ class Deliverer:
     def __init__(self, name: str) -> None:
         self.name = name
         self._via = f"1.1 {name}"
+        self._hit_members: dict[int, str] = {}
 
     def _decorate(self, ctx: RequestContext, headers: CIMultiDict[str], cache_status: str) -> None:
         via = headers.get("Via")
@@ -83,7 +84,14 @@ class Deliverer:
         age = entry.age(ctx.now)
         ctx.ttl = entry.ttl - age
         if hit:
-            member = format_cache_status(self.name, hit=True, ttl=ctx.ttl)
+            # The hit member depends only on the whole seconds of ttl left: build each one once.
+            remaining = int(ctx.ttl // 1)
+            member = self._hit_members.get(remaining)
+            if member is None:
+                if len(self._hit_members) >= 4096:
+                    self._hit_members.clear()
+                member = format_cache_status(self.name, hit=True, ttl=remaining)
+                self._hit_members[remaining] = member
         else:
             member = format_cache_status(
                 self.name,
