@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -29,8 +32,11 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish after SIGTERM
 class Edge:
     """One edge server process: its memory tier, pipeline and listeners."""
 
-    def __init__(self, config: EdgeConfig, *, shutdown_grace: float = SHUTDOWN_GRACE) -> None:
+    def __init__(
+        self, config: EdgeConfig, *, shutdown_grace: float = SHUTDOWN_GRACE, reuse_port: bool = False
+    ) -> None:
         self.config = config
+        self._reuse_port = reuse_port
         self.runtime = build_runtime(config)
         memory = config.cache.memory
         self.memory = MemoryStore(memory.max_bytes, memory.max_object_bytes)
@@ -62,7 +68,9 @@ class Edge:
         await runner.setup()
         self._runner = runner
         for address in listen or self.config.server.listen:
-            site = web.TCPSite(runner, address.host, address.port, backlog=1024)
+            site = web.TCPSite(
+                runner, address.host, address.port, backlog=1024, reuse_port=self._reuse_port or None
+            )
             await site.start()
         self.addresses = []
         for bound in runner.addresses:
@@ -80,9 +88,19 @@ class Edge:
         self.access_log.close()
 
 
-async def serve(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = None) -> int:
-    """Run an edge until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
-    edge = Edge(config)
+async def serve(
+    config: EdgeConfig,
+    listen: tuple[ListenAddress, ...] | None = None,
+    *,
+    reuse_port: bool = False,
+    ready_fd: int | None = None,
+) -> int:
+    """Run an edge until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code.
+
+    As a worker of ``edgeproxy serve`` with ``server.workers`` > 1, ``reuse_port`` lets several processes
+    share the port and ``ready_fd`` is a pipe on which one byte tells the supervisor the worker listens.
+    """
+    edge = Edge(config, reuse_port=reuse_port)
     try:
         addresses = await edge.start(listen)
     except OSError as exc:
@@ -94,17 +112,20 @@ async def serve(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     shown = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses)
-    print(
-        f"edgeproxy {config.server.name}: serving on {shown} (config {config.source_file})", file=sys.stderr
-    )
+    source = f"config {config.source_file}, pid {os.getpid()}"
+    print(f"edgeproxy {config.server.name}: serving on {shown} ({source})", file=sys.stderr)
+    if ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
     await stop.wait()
     print("edgeproxy: shutting down", file=sys.stderr)
     await edge.stop()
     return 0
 
 
-def run(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = None) -> int:
-    """Run ``serve`` on a uvloop event loop (asyncio's own when uvloop is not installed)."""
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on a uvloop event loop (asyncio's own when uvloop is not installed)."""
     loop_factory: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop
@@ -113,4 +134,4 @@ def run(config: EdgeConfig, listen: tuple[ListenAddress, ...] | None = None) -> 
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         loop_factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve(config, listen))
+        return runner.run(main)

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--origin", help="front this origin URL with one default '*' behaviour (no config file needed)"
     )
+    # Internal: set by the worker supervisor on the processes it starts (server.workers > 1).
+    serve.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     check = commands.add_parser("check", help="validate a config and show its behaviours")
     check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})")
     return parser
@@ -76,9 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return _check(config)
-    from proxy.app import run
+    from proxy.app import run_loop, serve
+    from proxy.server.workers import Supervisor, worker_count
 
-    return run(config, listen)
+    ready_fd = args.worker_ready_fd
+    count = worker_count(config.server.workers)
+    if ready_fd is None and count > 1:
+        worker_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+        config_path = None if args.origin else (args.config or DEFAULT_CONFIG)
+        return run_loop(Supervisor(worker_argv, config_path, count).run())
+    return run_loop(serve(config, listen, reuse_port=ready_fd is not None, ready_fd=ready_fd))
 
 
 if __name__ == "__main__":

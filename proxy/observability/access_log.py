@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from proxy.pipeline.context import RequestContext
 
 _FLUSH_BYTES = 64 * 1024
+_ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
 
 
 def _iso(ts: float) -> str:
@@ -91,12 +92,24 @@ class AccessLog:
             self._timer = None
         if not self._buffer or self._stream is None:
             return
-        data = "".join(self._buffer)
-        self._buffer.clear()
+        lines = self._buffer
+        self._buffer = []
         self._buffered = 0
         try:
-            self._stream.write(data)
-            self._stream.flush()
+            # Several worker processes may share one stdout pipe: writes of at most PIPE_BUF bytes made
+            # of whole lines are atomic, so lines from different workers never interleave mid-line.
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                if chunk and size + len(line) > _ATOMIC_WRITE:
+                    self._stream.write("".join(chunk))
+                    self._stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            if chunk:
+                self._stream.write("".join(chunk))
+                self._stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken log stream must never take requests down with it
 
