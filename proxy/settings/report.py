@@ -36,6 +36,7 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].methods",
     "behaviours[].ttl.*",
     "behaviours[].cache_key.*",
+    "server.workers",
     "server.limits.max_header_bytes",
     "server.limits.client_timeout",
     "cache.collapse",

@@ -81,7 +81,30 @@ RFC_CASES: list[Any] = [
     pytest.param(
         {"status": 304, "cc": "max-age=60"}, _refused(R.STATUS), id="§4.3.4 304 freshens, not stored"
     ),
-    pytest.param({"status": 299, "cc": "max-age=60"}, _refused(R.STATUS), id="§3 status not understood"),
+    pytest.param(
+        {"status": 299, "cc": "max-age=60"}, _stored(60), id="§3 unknown status with max-age stored"
+    ),
+    pytest.param({"status": 599, "expires": NOW + 60}, _stored(60), id="§3 unknown status with Expires"),
+    pytest.param(
+        {"status": 599, "last_modified": NOW - 1000}, _refused(R.STATUS), id="§3 unknown status, no heuristic"
+    ),
+    pytest.param(
+        {"status": 599, "cc": "public", "last_modified": NOW - 1000},
+        _stored(100),
+        id="§4.2.2 public makes an unknown status heuristically fresh",
+    ),
+    pytest.param(
+        {"status": 599, "cc": "max-age=3600, no-store, must-understand"},
+        _refused(R.STATUS),
+        id="§5.2.2.3 must-understand, status not understood: not stored",
+    ),
+    pytest.param(
+        {"status": 599, "cc": "max-age=3600, must-understand"},
+        _refused(R.STATUS),
+        id="§3 must-understand needs an understood status even without no-store",
+    ),
+    pytest.param({"status": 103, "cc": "max-age=60"}, _refused(R.STATUS), id="§3 103 Early Hints not final"),
+    pytest.param({"status": 1000, "cc": "max-age=60"}, _refused(R.STATUS), id="RFC 9110 §15 three digits"),
     # lifetime (§4.2.1)
     pytest.param({"cc": "s-maxage=30, max-age=60"}, _stored(30), id="§4.2.1 s-maxage beats max-age"),
     pytest.param({"cc": "max-age=60", "expires": NOW + 500}, _stored(60), id="§5.3 max-age beats Expires"),
@@ -108,9 +131,16 @@ RFC_CASES: list[Any] = [
     pytest.param({"cc": "max-age=oops"}, _refused(R.ZERO_TTL), id="§4.2.1 invalid max-age = stale, dropped"),
     pytest.param(
         {"cc": "max-age=60, max-age=120", "last_modified": NOW - 10},
-        _stored(0),
-        id="§4.2.1 conflicting max-age = stale, kept with Last-Modified",
+        _stored(60),
+        id="§4.2.1 duplicate max-age: first occurrence used",
     ),
+    pytest.param(
+        {"cc": "max-age= 60", "last_modified": NOW - 10},
+        _stored(0),
+        id="§4.2.1 invalid max-age (space after =) = stale, kept with Last-Modified",
+    ),
+    pytest.param({"cc": "max-age=003600"}, _stored(3600), id="§1.2.2 leading zeros are delta-seconds"),
+    pytest.param({"cc": "max-age=-3600"}, _refused(R.ZERO_TTL), id="§1.2.2 negative max-age = stale"),
     # heuristic freshness (§4.2.2)
     pytest.param({"last_modified": NOW - 1000}, _stored(100), id="§4.2.2 heuristic 10% of Last-Modified age"),
     pytest.param(
@@ -387,10 +417,19 @@ def test_ttl_policy_accepts_infinite_max() -> None:
         pytest.param(None, NOW + 50, NOW, NOW, 0.0, id="§4.2.3 Date in the future: apparent_age 0"),
         pytest.param("3", NOW, NOW + 5, NOW, 3.0, id="§4.2.3 negative response_delay taken as 0"),
         pytest.param("9" * 50, NOW, NOW, NOW, float(DELTA_SECONDS_MAX), id="§1.2.2 Age clamped to 2^31"),
+        pytest.param("7200.0", NOW, NOW, NOW, 0.0, id="§5.1 fractional Age invalid"),
+        pytest.param(["7200"], NOW, NOW, NOW, 7200.0, id="§5.1 one field line"),
+        pytest.param(["7200", "0"], NOW, NOW, NOW, 0.0, id="§5.1 two Age lines form a list: invalid"),
+        pytest.param(["7200", "7200"], NOW, NOW, NOW, 0.0, id="§5.1 duplicate Age lines: invalid"),
+        pytest.param([], NOW - 4, NOW, NOW, 4.0, id="§4.2.3 no Age line: 0"),
     ],
 )
 def test_corrected_initial_age(
-    age: str | None, date: float | None, request_time: float, response_time: float, expected: float
+    age: str | list[str] | None,
+    date: float | None,
+    request_time: float,
+    response_time: float,
+    expected: float,
 ) -> None:
     assert corrected_initial_age(age, date, request_time, response_time) == expected
 

@@ -1,0 +1,78 @@
+"""Which response header fields a shared cache stores (RFC 9111 §3.1, §5.2.2.4, §5.2.2.7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.http.cache_control import parse_cache_control
+from proxy.http.storing import EDGE_RECOMPUTED, excluded_fields, fields_to_store
+
+CASES: list[Any] = [
+    pytest.param(
+        [("Content-Type", "text/plain"), ("X-A", "1")],
+        "",
+        [("Content-Type", "text/plain"), ("X-A", "1")],
+        id="§3.1 unrecognised fields are stored too",
+    ),
+    pytest.param(
+        [("Connection", "a, b"), ("a", "1"), ("b", "2"), ("c", "3")],
+        "",
+        [("c", "3")],
+        id="§3.1 Connection and the fields it lists are not stored",
+    ),
+    pytest.param(
+        [("Keep-Alive", "5"), ("Upgrade", "h2c"), ("Trailer", "x"), ("X", "1")],
+        "",
+        [("X", "1")],
+        id="§3.1 hop-by-hop fields are not stored",
+    ),
+    pytest.param(
+        [("Proxy-Authenticate", "Basic"), ("Proxy-Authentication-Info", "a=b"), ("X", "1")],
+        "",
+        [("X", "1")],
+        id="§3.1 proxy-specific fields are not stored",
+    ),
+    pytest.param(
+        [("Set-Cookie", "a=b"), ("X", "1")],
+        'private="Set-Cookie"',
+        [("X", "1")],
+        id="§5.2.2.7 qualified private: the named field is not stored",
+    ),
+    pytest.param(
+        [("a", "1"), ("b", "2"), ("c", "3")],
+        'no-cache="a, b", max-age=60',
+        [("c", "3")],
+        id="§5.2.2.4 qualified no-cache: the named fields are not stored",
+    ),
+    pytest.param(
+        [("Content-Length", "5"), ("Age", "3"), ("X-Cache", "Hit"), ("Transfer-Encoding", "chunked")],
+        "",
+        [],
+        id="fields the edge recomputes are not stored",
+    ),
+    pytest.param(
+        [("Set-Cookie", "a=1"), ("Vary", "A"), ("Set-Cookie", "b=2")],
+        "max-age=60",
+        [("Set-Cookie", "a=1"), ("Vary", "A"), ("Set-Cookie", "b=2")],
+        id="§3.1 order and repeated lines kept (Set-Cookie stored)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "cc", "expected"), CASES)
+def test_fields_to_store(headers: list[tuple[str, str]], cc: str, expected: list[tuple[str, str]]) -> None:
+    assert fields_to_store(headers, parse_cache_control(cc)) == tuple(expected)
+
+
+def test_drop_can_be_narrowed() -> None:
+    headers = [("Age", "3"), ("X", "1")]
+    assert fields_to_store(headers, parse_cache_control(None), drop=frozenset()) == (("Age", "3"), ("X", "1"))
+
+
+def test_excluded_fields_lists_names_lower_cased() -> None:
+    names = excluded_fields([("Connection", "X-Hop")], parse_cache_control('private="Set-Cookie"'))
+    assert {"x-hop", "set-cookie", "connection", "proxy-authentication-info"} <= names
+    assert not names & {"content-type", "etag"}
+    assert "content-length" in EDGE_RECOMPUTED
