@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.cache.memory import MemoryStore
+from proxy.cache.shared import make_shared_store
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import build_runtime
@@ -41,12 +42,15 @@ class Edge:
         memory = config.cache.memory
         self.memory = MemoryStore(memory.max_bytes, memory.max_object_bytes)
         self.access_log = AccessLog(config.server.access_log)
+        shared = config.cache.shared
+        self.shared = make_shared_store(shared) if shared is not None else None
         self.pipeline = Pipeline(
             self.runtime,
             self.memory,
             name=config.server.name,
             access_log=self.access_log,
             collapse=config.cache.collapse,
+            shared=self.shared,
         )
         self._shutdown_grace = shutdown_grace
         self._runner: web.ServerRunner | None = None
@@ -85,6 +89,8 @@ class Edge:
             self._runner = None
         await self.pipeline.close()
         await self.runtime.close()
+        if self.shared is not None:
+            await self.shared.close()
         self.access_log.close()
 
 

@@ -83,7 +83,10 @@ class Deliverer:
         request = ctx.request
         age = entry.age(ctx.now)
         ctx.ttl = entry.ttl - age
-        if hit:
+        member: str | None
+        if hit and ctx.shared_hit:
+            member = format_cache_status(self.name, hit=True, ttl=ctx.ttl, detail="shared")
+        elif hit:
             # The hit member depends only on the whole seconds of ttl left: build each one once.
             remaining = int(ctx.ttl // 1)
             member = self._hit_members.get(remaining)

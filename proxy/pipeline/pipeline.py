@@ -17,6 +17,7 @@ from proxy.cache.collapse import Collapser
 from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
+from proxy.cache.storage import Storage
 from proxy.http.cache_control import parse_cache_control
 from proxy.http.dates import parse_http_date
 from proxy.http.error_caching import apply_error_ttl
@@ -80,6 +81,7 @@ class Pipeline:
         name: str,
         access_log: AccessLog,
         collapse: bool = True,
+        shared: Storage | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,6 +90,7 @@ class Pipeline:
         self.name = name
         self.access_log = access_log
         self.collapse = collapse
+        self.shared = shared
         self.collapser = Collapser()
         self.background = Background()
         self._clock = clock
@@ -127,10 +130,32 @@ class Pipeline:
             return lookup_variant(self.memory, key, entry, request.headers), FwdReason.VARY_MISS
         return entry, FwdReason.URI_MISS
 
+    async def _lookup_shared(self, ctx: RequestContext) -> CacheEntry | None:
+        """A memory miss looks in the shared tier; a hit there is promoted into memory (with the times
+        it was stored with, so its remaining freshness carries over). A slow or failing shared tier is a
+        miss, never an error (the store bounds every call and breaks the circuit)."""
+        shared = self.shared
+        key = ctx.key
+        assert shared is not None and key is not None
+        entry = await shared.get(key)
+        if entry is None:
+            return None
+        self.memory.set(key, entry)
+        if entry.status == VARY_MARKER_STATUS:
+            vkey = variant_key(key, entry.vary, ctx.request.headers)
+            entry = self.memory.get(vkey) or await shared.get(vkey)
+            if entry is None:
+                return None
+            self.memory.set(vkey, entry)
+        ctx.shared_hit = True
+        return entry
+
     async def _cacheable(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
         request = ctx.request
         ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
         entry, miss_reason = self._lookup(ctx)
+        if entry is None and self.shared is not None:
+            entry = await self._lookup_shared(ctx)
         request_cc = parse_cache_control(request.headers.get("Cache-Control"))
         honour = behaviour.honour_request_cache_control
         if entry is not None:
@@ -459,7 +484,23 @@ class Pipeline:
         else:
             ctx.not_stored = NotStoredReason.TOO_LARGE
         ctx.stored = stored
+        if stored and self.shared is not None:
+            self._write_through(ctx.key, key, entry)
         return stored
+
+    def _write_through(self, base_key: str, key: str, entry: CacheEntry) -> None:
+        """Copy a stored entry (and its Vary marker) to the shared tier, in the background: the viewer
+        never waits for Redis. The shared copy expires when it is no longer useful to anyone."""
+        shared = self.shared
+        assert shared is not None
+        lifetime = entry.ttl + max(entry.stale_while_revalidate, entry.stale_if_error) - entry.initial_age
+
+        async def write() -> None:
+            if key != base_key:
+                await shared.set(base_key, vary_marker(entry.vary, entry.response_time), lifetime)
+            await shared.set(key, entry, lifetime)
+
+        self.background.spawn(write(), name=f"shared set {key}")
 
     def _refreshed(
         self,
