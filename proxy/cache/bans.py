@@ -271,7 +271,7 @@ class _Index:
                 ban = prefix.get(bare[:n])
                 if ban is not None and ban.created > stored_at:
                     return ban
-        if target is not bare:
+        if target is not bare:  # the caller passes the very same str when the target has no query
             ban = self.exact_q.get(target)
             if ban is not None and ban.created > stored_at:
                 return ban
