@@ -18,7 +18,7 @@ from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.cache.storage import Storage
-from proxy.http.cache_control import parse_cache_control
+from proxy.http.cache_control import parse_cache_control, pragma_no_cache
 from proxy.http.dates import parse_http_date
 from proxy.http.error_caching import apply_error_ttl
 from proxy.http.freshness import (
@@ -29,7 +29,11 @@ from proxy.http.freshness import (
     reuse_decision,
 )
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
+from proxy.http.invalidation import invalidation_targets
 from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.http.storing import fields_to_store
+from proxy.http.targeted import effective_cache_control, surrogate_capability
+from proxy.http.validation import freshens, update_stored_headers
 from proxy.observability.access_log import AccessLog
 from proxy.origin.base import OriginError, OriginRequest, OriginResponse, OriginTimeoutError
 from proxy.pipeline.background import Background
@@ -48,7 +52,6 @@ _REQUEST_DROPPED = frozenset(
 )
 # Response fields not kept in a stored entry: framing is redone per delivery, Age is recomputed (§4.2.3),
 # X-Cache is ours.
-_NOT_STORED_FIELDS = frozenset(("content-length", "age", "x-cache", "transfer-encoding"))
 # RFC 9110 §9.2.2: only these may be retried on another origin (and only before any byte reached the viewer).
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 # Not-stored reasons that say the response itself is uncacheable: later requests skip the collapse queue.
@@ -117,7 +120,31 @@ class Pipeline:
             return ctx, await self._cacheable(ctx, behaviour)
         ctx.result = CacheResult.BYPASS
         ctx.fwd = FwdReason.METHOD
-        return ctx, await self._forward(ctx, behaviour, fill=False, entry=None)
+        response = await self._forward(ctx, behaviour, fill=False, entry=None)
+        await self._invalidate(ctx, response)
+        return ctx, response
+
+    async def _invalidate(self, ctx: RequestContext, response: EdgeResponse) -> None:
+        """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI and the
+        same-origin Location / Content-Location URIs."""
+        if ctx.fwd_status is None:
+            return
+        request = ctx.request
+        targets = invalidation_targets(
+            request.method,
+            ctx.fwd_status,
+            scheme=request.scheme,
+            host=request.host,
+            target=request.target,
+            location=response.headers.get("Location"),
+            content_location=response.headers.get("Content-Location"),
+        )
+        for target in targets:
+            behaviour = self.runtime.router.match(target.path)
+            key = behaviour.keys.key(target.host, target.path, target.query, request.headers)
+            self.memory.delete(key)
+            if self.shared is not None:
+                await self.shared.delete(key)
 
     # ---------------------------------------------------------------- HASH + LOOKUP
     def _lookup(self, ctx: RequestContext) -> tuple[CacheEntry | None, FwdReason]:
@@ -163,7 +190,11 @@ class Pipeline:
                 entry_age=entry.age(ctx.now),
                 ttl=entry.ttl,
                 request_cc=request_cc,
-                pragma_no_cache=honour and "no-cache" in request.headers.get("Pragma", ""),
+                pragma_no_cache=honour
+                and pragma_no_cache(
+                    request.headers.getall("Pragma", ()),
+                    cache_control_present="Cache-Control" in request.headers,
+                ),
                 no_cache=entry.no_cache,
                 must_revalidate=entry.must_revalidate,
                 honour_request=honour,
@@ -181,10 +212,10 @@ class Pipeline:
                 return self.deliver.from_entry(ctx, entry, hit=False)
         else:
             ctx.fwd = miss_reason
-            # RFC 9111 §5.2.1.7: only-if-cached with nothing stored → 504.
-            if honour and request_cc.only_if_cached:
-                ctx.synth = SynthReason.ORIGIN_TIMEOUT
-                return self.deliver.synthetic(ctx, 504, "Gateway Timeout (only-if-cached)\n")
+        # RFC 9111 §5.2.1.7: only-if-cached and no stored response usable as is → 504, never the origin.
+        if honour and request_cc.only_if_cached:
+            ctx.synth = SynthReason.ORIGIN_TIMEOUT
+            return self.deliver.synthetic(ctx, 504, "Gateway Timeout (only-if-cached)\n")
         if honour and request_cc.no_store:
             # RFC 9111 §5.2.1.5: a request no-store forbids storing what comes back.
             ctx.not_stored = NotStoredReason.NO_STORE
@@ -307,6 +338,9 @@ class Pipeline:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
         headers["Via"] = f"{via}, {self._via}" if via else self._via
+        capability = request.headers.get("Surrogate-Capability")
+        mine = surrogate_capability(self.name)[1]
+        headers["Surrogate-Capability"] = f"{capability}, {mine}" if capability else mine
         request_body: AsyncIterator[bytes] | None = None
         if not fill:
             request_body = _replay(body) if body is not None else request.body
@@ -388,6 +422,9 @@ class Pipeline:
             return self._serve_stale(ctx, entry, response.status)
         if fill and entry is not None and response.status == 304:
             await response.release()
+            if not freshens(entry.headers, response.headers.items()):
+                # RFC 9111 §4.3.4: the 304 is about another representation: fetch it whole.
+                return await self._forward(ctx, behaviour, fill=True, entry=None)
             return self._refreshed(ctx, behaviour, entry, response, request_time, response_time)
         if not fill:
             return self._pass_through(ctx, response)
@@ -419,10 +456,11 @@ class Pipeline:
     ) -> tuple[CacheEntry | None, NotStoredReason | None]:
         """The entry to store for a response head (body filled in later), or why it is not stored."""
         request = ctx.request
-        response_cc = parse_cache_control(headers.getall("Cache-Control", ()))
+        effective = effective_cache_control(headers, device=self.name)
+        response_cc = effective.cc
         date = parse_http_date(headers.get("Date"))
         vary = tuple(v.lower() for v in parse_list_header(headers.getall("Vary", ())))
-        expires = parse_expires(headers.get("Expires"))
+        expires = None if effective.targeted else parse_expires(headers.get("Expires"))
         decision = decide_store(
             method=request.method,
             status=response_status,
@@ -453,14 +491,14 @@ class Pipeline:
             )
         if not decision.store:
             return None, decision.reason
-        stored_headers = tuple((k, v) for k, v in headers.items() if k.lower() not in _NOT_STORED_FIELDS)
+        stored_headers = fields_to_store(headers.items(), response_cc)
         entry = CacheEntry(
             status=response_status,
             headers=stored_headers,
             body=b"",
             request_time=request_time,
             response_time=response_time,
-            initial_age=corrected_initial_age(headers.get("Age"), date, request_time, response_time),
+            initial_age=corrected_initial_age(headers.getall("Age", ()), date, request_time, response_time),
             ttl=decision.ttl,
             stale_while_revalidate=decision.stale_while_revalidate,
             stale_if_error=decision.stale_if_error,
@@ -512,13 +550,7 @@ class Pipeline:
         response_time: float,
     ) -> EdgeResponse:
         """A 304 answered our revalidation: freshen the stored entry (RFC 9111 §4.3.4) and serve it."""
-        merged: CIMultiDict[str] = CIMultiDict(entry.headers)
-        for name in {k.lower() for k in response.headers}:
-            if name in _NOT_STORED_FIELDS or name in ("content-type", "content-encoding", "content-range"):
-                continue
-            merged.popall(name, None)
-            for value in response.headers.getall(name):
-                merged.add(name, value)
+        merged = CIMultiDict(update_stored_headers(entry.headers, response.headers.items()))
         fresh, reason = self._entry_for(ctx, behaviour, entry.status, merged, request_time, response_time)
         ctx.result = CacheResult.REFRESH_HIT
         if fresh is None:
@@ -577,7 +609,7 @@ class Pipeline:
             entry.body = whole
             if not self._store(ctx, entry):
                 return self.deliver.from_origin(ctx, response, stream=None, body=whole)
-            return self.deliver.from_entry(ctx, entry, hit=False)
+            return self.deliver.from_origin(ctx, response, stream=None, body=whole, age=entry.initial_age)
         fill = Fill(
             ctx, entry, response, limit, store=self._store, on_done=self._settle, background=self.background
         )

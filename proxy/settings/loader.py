@@ -162,7 +162,7 @@ def _parse_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
         message = error.problem or error.context or "invalid YAML"
         if error.context and error.problem and error.context_mark is not None:
             message = f"{message} ({error.context} on line {error.context_mark.line + 1})"
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        line, column = _line_col(mark) if mark is not None else (0, 0)
         raise ConfigError([ConfigProblem(filename, line, column, "", f"invalid YAML: {message}")]) from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1
@@ -240,6 +240,20 @@ def _problem_from_error(item: Any, filename: str, source: _SourceMap) -> ConfigP
         message = _describe_error(kind, ctx, value, str(item["msg"]))
     key_path, line, column = source.locate(loc, at_key=at_key or kind == "missing")
     return ConfigProblem(filename, line, column, key_path, message)
+
+
+def _line_col(mark: yaml.Mark) -> tuple[int, int]:
+    """1-based line and column of a YAML mark, counting only "\\n" as a line break.
+
+    YAML also breaks lines at U+0085, U+2028 and U+2029, which editors do not show as new lines, so its own
+    ``mark.line`` can point past the end of the file as the user sees it.
+    """
+    buffer = getattr(mark, "buffer", None)
+    if not isinstance(buffer, str):
+        return mark.line + 1, mark.column + 1
+    index = min(mark.index, len(buffer))
+    line_start = buffer.rfind("\n", 0, index) + 1
+    return buffer.count("\n", 0, index) + 1, index - line_start + 1
 
 
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
@@ -364,7 +378,7 @@ class _SourceMap:
         empty = isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG and node.value == ""
         mark_node = key_node if key_node is not None and (at_key or missing or empty) else node
         mark = mark_node.start_mark
-        return format_key_path(shown), mark.line + 1, mark.column + 1
+        return format_key_path(shown), *_line_col(mark)
 
     def key_paths(self) -> list[tuple[str, ...]]:
         """Every key path of the file in file order; list items add ``[]`` to their key (``behaviours[]``)."""
@@ -411,13 +425,12 @@ class _SourceMap:
                         found.append(
                             (
                                 format_key_path((*loc, name)),
-                                key.start_mark.line + 1,
-                                key.start_mark.column + 1,
+                                *_line_col(key.start_mark),
                                 message,
                             )
                         )
                     else:
-                        first[name] = key.start_mark.line + 1
+                        first[name] = _line_col(key.start_mark)[0]
                     walk(value, (*loc, name), seen)
             elif isinstance(node, yaml.SequenceNode):
                 for index, item in enumerate(node.value):

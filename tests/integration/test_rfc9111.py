@@ -323,9 +323,6 @@ async def test_end_to_end_fields_are_stored(
     assert reused.getall(name) == [value]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: store fields_to_store(headers, cc) (qualified no-cache)"
-)
 async def test_qualified_no_cache_fields_are_not_reused(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §5.2.2.4 / §3.1: fields named by a qualified no-cache are not reused without revalidation;
     the edge does not store them (the rest of the response is reused)."""
@@ -339,9 +336,6 @@ async def test_qualified_no_cache_fields_are_not_reused(make_edge: EdgeFactory, 
     assert reused["b"] == "2" and "a" not in reused
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: store fields_to_store(headers, cc) (qualified private)"
-)
 async def test_qualified_private_fields_are_not_stored(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §5.2.2.7: a shared cache MUST NOT store the fields named by a qualified private."""
     headers = [("Cache-Control", 'private="Set-Cookie", max-age=3600'), ("Set-Cookie", "s=1"), ("X", "y")]
@@ -457,9 +451,6 @@ async def test_age_counts_against_the_lifetime(
     assert a.hits == (1 if reused else 2)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: corrected_initial_age(headers.getall('Age', ()), ...)"
-)
 async def test_several_age_lines_are_invalid(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §5.1: Age is a single delta-seconds; two Age lines form a list, which is invalid and
     ignored (like the one-line "7200, 0"), rather than the first line being believed."""
@@ -616,9 +607,6 @@ async def test_only_if_cached_without_stored_response_is_504(make_edge: EdgeFact
     assert status == 504 and a.hits == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: only-if-cached with an unusable stored response → 504"
-)
 async def test_only_if_cached_with_stale_stored_response_is_504(
     make_edge: EdgeFactory, origin: Origin
 ) -> None:
@@ -784,7 +772,6 @@ async def test_304_keeps_the_stored_content_length(make_edge: EdgeFactory, origi
     assert a.hits == 2 and headers["Content-Length"] == "5" and body == b"12345"
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline: merge 304 fields with update_stored_headers()")
 async def test_304_updates_representation_metadata(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §3.2: every field of the 304 but Content-Length replaces the stored one, Content-Type
     included (the edge stores the content as received, so nothing it did depends on the old value)."""
@@ -804,7 +791,6 @@ async def test_304_updates_representation_metadata(make_edge: EdgeFactory, origi
     assert a.hits == 2 and headers["Content-Type"] == "text/plain;charset=utf-8"
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline: check freshens(stored, 304) before using a 304")
 async def test_304_for_another_representation_is_not_used(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §4.3.4: a 304 whose strong validator differs from the stored one MUST NOT update it; the
     edge fetches the full response again instead of serving the old content."""
@@ -880,9 +866,6 @@ async def test_viewer_if_modified_since_is_answered_304(make_edge: EdgeFactory, 
 # ============================================================== §4.4 Invalidation
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: delete the keys of invalidation_targets() after unsafe methods"
-)
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "M-SEARCH"])
 async def test_unsafe_method_invalidates_the_target_uri(
     make_edge: EdgeFactory, origin: Origin, method: str
@@ -917,9 +900,6 @@ async def test_failed_unsafe_request_does_not_invalidate(
     assert status == 500 and stored.hits == 1 and failing.hits == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: delete the keys of invalidation_targets() after unsafe methods"
-)
 @pytest.mark.parametrize("field_name", ["Location", "Content-Location"])
 async def test_unsafe_method_invalidates_same_origin_location(
     make_edge: EdgeFactory, origin: Origin, field_name: str
@@ -992,9 +972,6 @@ async def test_unsatisfiable_range_is_416(make_edge: EdgeFactory, origin: Origin
 # ============================================================== RFC 9213 targeted cache control
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs pipeline: policy from effective_cache_control(headers, device=name)"
-)
 @pytest.mark.parametrize(
     ("fields", "reused"),
     [
@@ -1090,7 +1067,6 @@ async def test_targeted_fields_are_forwarded_unchanged(make_edge: EdgeFactory, o
     assert headers["CDN-Cache-Control"] == "foo" and headers["Surrogate-Control"] == "bar"
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline: add surrogate_capability(name) to origin requests")
 async def test_surrogate_capability_is_announced(make_edge: EdgeFactory, origin: Origin) -> None:
     """Edge Architecture 1.0 §3: a surrogate announces itself in Surrogate-Capability so that the origin
     can target Surrogate-Control directives at it."""
