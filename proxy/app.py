@@ -19,6 +19,7 @@ from aiohttp import web
 
 from proxy.cache.memory import MemoryStore
 from proxy.cache.shared import make_shared_store
+from proxy.edge import build_guards
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import build_runtime
@@ -51,6 +52,7 @@ class Edge:
             access_log=self.access_log,
             collapse=config.cache.collapse,
             shared=self.shared,
+            guards=build_guards(config),
         )
         self._shutdown_grace = shutdown_grace
         self._runner: web.ServerRunner | None = None

@@ -32,6 +32,7 @@ class RequestContext:
     fwd: FwdReason | None = None
     not_stored: NotStoredReason | None = None
     synth: SynthReason | None = None
+    blocked: str | None = None  # a guard's reason for answering the request itself (firewall, rate limit)
     stored: bool = False
     stored_entry: CacheEntry | None = None  # what STORE wrote, for collapsed waiters
     flight: Flight | None = None  # set while this request leads a collapsed fetch
@@ -49,6 +50,8 @@ class RequestContext:
     @property
     def reason(self) -> str | None:
         """The one word that explains the outcome: why blocked, why not stored, or why forwarded."""
+        if self.blocked is not None:
+            return self.blocked
         if self.synth is not None:
             return self.synth.value
         if self.not_stored is not None:

@@ -69,7 +69,7 @@ class Deliverer:
         if extra:
             headers.extend(extra)
         headers["Cache-Control"] = "no-store"
-        detail = ctx.synth.value if ctx.synth is not None else None
+        detail = ctx.reason if ctx.synth is not None or ctx.blocked is not None else None
         status_member = format_cache_status(self.name, hit=False, fwd=ctx.fwd, detail=detail)
         self._decorate(ctx, headers, status_member)
         no_body = _no_body(ctx.request.method, status)

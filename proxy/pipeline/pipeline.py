@@ -9,7 +9,8 @@ the I/O (memory tier, origins, background refreshes).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from http import HTTPStatus
 
 from multidict import CIMultiDict
 
@@ -40,6 +41,7 @@ from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
 from proxy.pipeline.fill import Fill
+from proxy.pipeline.guards import Guard
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
 from proxy.pipeline.variants import VARY_MARKER_STATUS, lookup_variant, vary_marker
@@ -85,6 +87,7 @@ class Pipeline:
         access_log: AccessLog,
         collapse: bool = True,
         shared: Storage | None = None,
+        guards: Sequence[Guard] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -94,6 +97,7 @@ class Pipeline:
         self.access_log = access_log
         self.collapse = collapse
         self.shared = shared
+        self.guards = tuple(guards)
         self.collapser = Collapser()
         self.background = Background()
         self._clock = clock
@@ -111,6 +115,12 @@ class Pipeline:
         ctx = RequestContext(request, self._clock(), time.perf_counter())
         behaviour = self.runtime.router.match(request.path)
         ctx.behaviour = behaviour
+        for guard in self.guards:
+            verdict = guard.check(ctx)
+            if verdict is not None:
+                ctx.blocked = verdict.reason
+                body = verdict.body or f"{verdict.status} {_reason_phrase(verdict.status)}\n"
+                return ctx, self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
         method = request.method
         if method not in behaviour.methods:
             ctx.synth = SynthReason.METHOD_NOT_ALLOWED
@@ -632,6 +642,13 @@ class Pipeline:
         ctx.bytes_sent = bytes_sent
         ctx.completed = completed
         self.access_log.write(ctx)
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _stale_within(entry: CacheEntry, window: float, now: float) -> bool:
