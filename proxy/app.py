@@ -17,14 +17,18 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.admin.api import make_admin_app
+from proxy.admin.ops import EdgeAdmin
+from proxy.cache.bans import BanList
+from proxy.cache.coordination import Coordinator
 from proxy.cache.memory import MemoryStore
 from proxy.cache.shared import make_shared_store
 from proxy.edge import build_guards
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
-from proxy.pipeline.runtime import build_runtime
+from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.aiohttp_adapter import make_handler
-from proxy.settings import EdgeConfig, ListenAddress
+from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
 
 log = logging.getLogger("edgeproxy")
 
@@ -45,6 +49,11 @@ class Edge:
         self.access_log = AccessLog(config.server.access_log)
         shared = config.cache.shared
         self.shared = make_shared_store(shared) if shared is not None else None
+        self.supervised = reuse_port  # a worker of the supervisor (server.workers > 1)
+        bans = BanList()
+        self.coordinator = (
+            Coordinator(shared.url, node=config.server.name, on_ban=bans.add) if shared is not None else None
+        )
         self.pipeline = Pipeline(
             self.runtime,
             self.memory,
@@ -53,10 +62,18 @@ class Edge:
             collapse=config.cache.collapse,
             shared=self.shared,
             guards=build_guards(config),
+            bans=bans,
+            coordinator=self.coordinator if config.cache.shield else None,
         )
+        self.admin = EdgeAdmin(self)
+        if self.coordinator is not None:
+            self.coordinator.stats_provider = self.admin.local_snapshot
         self._shutdown_grace = shutdown_grace
         self._runner: web.ServerRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
+        self.admin_addresses: list[tuple[str, int]] = []
+        self._retired: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: tuple[ListenAddress, ...] | None = None) -> list[tuple[str, int]]:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
@@ -82,13 +99,57 @@ class Edge:
         for bound in runner.addresses:
             host, port = bound[0], bound[1]
             self.addresses.append((host, port))
+        if self.coordinator is not None:
+            await self.coordinator.start()
+        await self._start_admin()
         return self.addresses
+
+    async def _start_admin(self, listen: ListenAddress | None = None) -> None:
+        admin = self.config.admin
+        if admin is None:
+            return
+        app = make_admin_app(self.admin, admin.token)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        address = listen or admin.listen
+        site = web.TCPSite(runner, address.host, address.port, reuse_port=self._reuse_port or None)
+        await site.start()
+        self._admin_runner = runner
+        self.admin_addresses = [(a[0], a[1]) for a in runner.addresses]
+
+    async def reload(self) -> None:
+        """Re-read the config file and switch this process to it (single-process mode; with workers the
+        supervisor starts new processes instead). The memory tier and its contents are kept; in-flight
+        requests finish on the old origins, which are closed a little later."""
+        config = load_config(self.config.source_file)
+        runtime = build_runtime(config)
+        await runtime.start()
+        old = self.runtime
+        self.runtime = runtime
+        self.pipeline.runtime = runtime
+        self.pipeline.guards = tuple(build_guards(config))
+        self.config = config
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        log.warning("configuration reloaded from %s", config.source_file)
+
+    async def _retire(self, runtime: Runtime) -> None:
+        await asyncio.sleep(self._shutdown_grace)
+        await runtime.close()
 
     async def stop(self) -> None:
         """Stop accepting, wait (bounded) for in-flight requests, then close origins and the log."""
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            self._admin_runner = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for task in list(self._retired):
+            task.cancel()
+        if self.coordinator is not None:
+            await self.coordinator.close()
         await self.pipeline.close()
         await self.runtime.close()
         if self.shared is not None:
@@ -119,6 +180,16 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not reuse_port:
+        # Single-process mode: SIGHUP reloads the config in place (workers are reloaded by the supervisor).
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(_reload_quietly(edge))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     shown = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses)
     source = f"config {config.source_file}, pid {os.getpid()}"
     print(f"edgeproxy {config.server.name}: serving on {shown} ({source})", file=sys.stderr)
@@ -130,6 +201,16 @@ async def serve(
     print("edgeproxy: shutting down", file=sys.stderr)
     await edge.stop()
     return 0
+
+
+async def _reload_quietly(edge: Edge) -> None:
+    try:
+        await edge.reload()
+    except ConfigError as exc:
+        print(
+            f"edgeproxy: reload refused, the config has errors (still serving the old one):\n{exc}",
+            file=sys.stderr,
+        )
 
 
 def run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -61,3 +61,4 @@ class SynthReason(StrEnum):
     ORIGIN_TIMEOUT = "origin-timeout"  # timeout → 504
     ORIGIN_BROKEN = "origin-broken"  # malformed origin response → 502
     REDIRECT = "redirect"
+    LOOP = "loop-detected"  # the request already passed through this edge (Via) → 508

@@ -37,6 +37,7 @@ class RequestContext:
     stored_entry: CacheEntry | None = None  # what STORE wrote, for collapsed waiters
     flight: Flight | None = None  # set while this request leads a collapsed fetch
     collapsed: bool = False  # served from another request's fetch
+    shield_locked: bool = False  # this request holds the cluster-wide shield lock for its key
     shared_hit: bool = False  # the entry came from the shared tier (promoted into memory)
     fill_streaming: bool = False  # a streaming Fill owns the rest of the fetch (and settles the flight)
     origin: str | None = None

@@ -41,6 +41,12 @@ def _no_body(method: str, status: int) -> bool:
     return method == "HEAD" or status in NO_BODY_STATUSES or status < 200
 
 
+def _strip_purge_tags(headers: CIMultiDict[str]) -> None:
+    """Purge tags are for this cache (they are kept in the entry), not for viewers."""
+    headers.popall("Surrogate-Key", None)
+    headers.popall("Cache-Tag", None)
+
+
 class Deliverer:
     """Builds viewer responses for one edge (``name`` is this cache's name in Via and Cache-Status)."""
 
@@ -107,6 +113,8 @@ class Deliverer:
                 detail=ctx.not_stored.value if ctx.not_stored is not None else None,
             )
         headers = CIMultiDict(entry.headers)
+        if entry.tags:
+            _strip_purge_tags(headers)
         headers["Age"] = str(int(age))
         self._decorate(ctx, headers, member)
         status = entry.status
@@ -196,6 +204,7 @@ class Deliverer:
         """Pass an origin response on: streamed (``stream``) or already read (``body``). ``age`` is given
         when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age)."""
         headers = CIMultiDict(response.headers)
+        _strip_purge_tags(headers)
         if age is not None:
             headers["Age"] = str(int(age))
         headers.popall("Content-Length", None)

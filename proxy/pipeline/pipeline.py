@@ -8,13 +8,16 @@ the I/O (memory tier, origins, background refreshes).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from http import HTTPStatus
 
 from multidict import CIMultiDict
 
+from proxy.cache.bans import BanList, target_of_key
 from proxy.cache.collapse import Collapser
+from proxy.cache.coordination import Coordinator
 from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
@@ -36,6 +39,7 @@ from proxy.http.storing import fields_to_store
 from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
 from proxy.observability.access_log import AccessLog
+from proxy.observability.stats import PipelineStats
 from proxy.origin.base import OriginError, OriginRequest, OriginResponse, OriginTimeoutError
 from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
@@ -73,6 +77,8 @@ _UNCACHEABLE = frozenset(
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a known length) are read whole, then written once
 REPLAYABLE_BODY = 1024 * 1024  # request bodies up to this size are buffered so a failover can resend them
 COLLAPSE_WAIT = 30.0  # longest a collapsed request waits for its leader before fetching on its own
+SHIELD_LOCK_SECONDS = 30.0  # a shield lock whose holder died expires after this
+SHIELD_POLL_SECONDS = 0.02  # how often shield waiters look for the holder's entry
 
 
 class Pipeline:
@@ -88,6 +94,8 @@ class Pipeline:
         collapse: bool = True,
         shared: Storage | None = None,
         guards: Sequence[Guard] = (),
+        bans: BanList | None = None,
+        coordinator: Coordinator | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -98,6 +106,9 @@ class Pipeline:
         self.collapse = collapse
         self.shared = shared
         self.guards = tuple(guards)
+        self.bans = bans if bans is not None else BanList()
+        self.stats = PipelineStats()
+        self.coordinator = coordinator  # set when cache.shield is on: cluster-wide collapsing
         self.collapser = Collapser()
         self.background = Background()
         self._clock = clock
@@ -115,6 +126,11 @@ class Pipeline:
         ctx = RequestContext(request, self._clock(), time.perf_counter())
         behaviour = self.runtime.router.match(request.path)
         ctx.behaviour = behaviour
+        via = request.headers.get("Via")
+        if via is not None and _via_names(via, self.name):
+            # This request already went through this edge: answering beats forwarding it in a loop.
+            ctx.synth = SynthReason.LOOP
+            return ctx, self.deliver.synthetic(ctx, 508, "Loop Detected\n")
         for guard in self.guards:
             verdict = guard.check(ctx)
             if verdict is not None:
@@ -193,6 +209,10 @@ class Pipeline:
         entry, miss_reason = self._lookup(ctx)
         if entry is None and self.shared is not None:
             entry = await self._lookup_shared(ctx)
+        if entry is not None and self.bans:
+            entry = self._apply_bans(ctx, entry)
+            if entry is None:
+                miss_reason = FwdReason.MISS
         request_cc = parse_cache_control(request.headers.get("Cache-Control"))
         honour = behaviour.honour_request_cache_control
         if entry is not None:
@@ -236,6 +256,10 @@ class Pipeline:
             if collapsed is not None:
                 return collapsed
             ctx.flight = self.collapser.lead(ctx.key)
+            if self.coordinator is not None and self.shared is not None:
+                shielded = await self._shield(ctx)
+                if shielded is not None:
+                    return shielded
         try:
             response = await self._forward(ctx, behaviour, fill=True, entry=entry)
         except BaseException:
@@ -244,6 +268,23 @@ class Pipeline:
         if not ctx.fill_streaming:
             self._settle(ctx)  # a streaming fill settles itself once its body is complete
         return response
+
+    def _apply_bans(self, ctx: RequestContext, entry: CacheEntry) -> CacheEntry | None:
+        """Invalidations and purges (bans) are applied lazily, here: an entry stored before a matching
+        hard ban is dropped (a miss); a soft ban makes it stale from the ban's time on, so it is revalidated
+        but can still be served under stale-if-error."""
+        key = ctx.key
+        assert key is not None
+        ban = self.bans.matches(target_of_key(key), entry.tags, entry.request_time)
+        if ban is None:
+            return entry
+        if ban.soft:
+            entry.ttl = min(entry.ttl, entry.age(ban.created))
+            return entry
+        self.memory.delete(key)
+        if self.shared is not None:
+            self.background.spawn(self.shared.delete(key), name=f"shared delete {key}")
+        return None
 
     async def _join_flight(self, ctx: RequestContext) -> EdgeResponse | None:
         """Wait for a running fetch of this key and serve its entry; None to fetch on our own."""
@@ -265,8 +306,39 @@ class Pipeline:
         ctx.fwd_status = entry.status
         return self.deliver.from_entry(ctx, entry, hit=False)
 
+    async def _shield(self, ctx: RequestContext) -> EdgeResponse | None:
+        """Origin shield (``cache.shield``): one fetch per key in the whole cluster. Take the cluster lock;
+        when another worker or node holds it, wait for its entry in the shared tier (bounded). None means
+        fetch on our own (we hold the lock, the holder died, or Redis is unavailable)."""
+        coordinator, shared, key = self.coordinator, self.shared, ctx.key
+        assert coordinator is not None and shared is not None and key is not None
+        got = await coordinator.acquire(key, SHIELD_LOCK_SECONDS)
+        if got is None:
+            return None
+        if got:
+            ctx.shield_locked = True
+            return None
+        deadline = time.monotonic() + COLLAPSE_WAIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(SHIELD_POLL_SECONDS)
+            entry = await self._lookup_shared(ctx)
+            if entry is not None:
+                ctx.now = self._clock()
+                if entry.is_fresh(ctx.now):
+                    ctx.stored_entry = entry  # for the requests collapsed behind this one
+                    self._settle(ctx)
+                    ctx.collapsed = True
+                    ctx.result = CacheResult.HIT
+                    ctx.fwd_status = entry.status
+                    return self.deliver.from_entry(ctx, entry, hit=False)
+            if not await coordinator.holds(key):
+                return None  # the holder finished without a usable entry (or died): fetch ourselves
+        return None
+
     def _settle(self, ctx: RequestContext) -> None:
         """Release the requests collapsed behind this one (once its entry is stored, or not)."""
+        if ctx.shield_locked and not ctx.stored:
+            self._unlock(ctx)
         flight = ctx.flight
         if flight is None or ctx.key is None:
             return
@@ -401,14 +473,18 @@ class Pipeline:
             ctx.tried.append(origin.name)
             origin_request = self._origin_request(ctx, fill, entry, body)
             request_time = self._clock()
+            stats = self.stats
+            stats.origin_requests += 1
             try:
                 response = await origin.fetch(origin_request)
             except OriginError as exc:
+                stats.origin_errors += 1
                 health.record_failure(self._monotonic(), reason=str(exc) or type(exc).__name__)
                 failure, response = exc, None
                 member = next(candidates, None) if retryable else None
                 continue
             response_time = self._clock()
+            stats.origin_seconds += response_time - request_time
             if not group.should_fail_over(response.status):
                 health.record_success(self._monotonic())
                 break
@@ -502,6 +578,7 @@ class Pipeline:
         if not decision.store:
             return None, decision.reason
         stored_headers = fields_to_store(headers.items(), response_cc)
+        tags = _surrogate_keys(headers)
         entry = CacheEntry(
             status=response_status,
             headers=stored_headers,
@@ -515,6 +592,7 @@ class Pipeline:
             must_revalidate=decision.must_revalidate,
             no_cache=decision.no_cache,
             vary=vary,
+            tags=tags,
         )
         return entry, None
 
@@ -533,20 +611,31 @@ class Pipeline:
             ctx.not_stored = NotStoredReason.TOO_LARGE
         ctx.stored = stored
         if stored and self.shared is not None:
-            self._write_through(ctx.key, key, entry)
+            self._write_through(ctx.key, key, entry, unlock=ctx.shield_locked)
+            ctx.shield_locked = False
         return stored
 
-    def _write_through(self, base_key: str, key: str, entry: CacheEntry) -> None:
+    def _unlock(self, ctx: RequestContext) -> None:
+        ctx.shield_locked = False
+        if self.coordinator is not None and ctx.key is not None:
+            self.background.spawn(self.coordinator.release(ctx.key), name=f"shield release {ctx.key}")
+
+    def _write_through(self, base_key: str, key: str, entry: CacheEntry, unlock: bool = False) -> None:
         """Copy a stored entry (and its Vary marker) to the shared tier, in the background: the viewer
         never waits for Redis. The shared copy expires when it is no longer useful to anyone."""
         shared = self.shared
         assert shared is not None
         lifetime = entry.ttl + max(entry.stale_while_revalidate, entry.stale_if_error) - entry.initial_age
 
+        coordinator = self.coordinator
+
         async def write() -> None:
             if key != base_key:
                 await shared.set(base_key, vary_marker(entry.vary, entry.response_time), lifetime)
             await shared.set(key, entry, lifetime)
+            if unlock and coordinator is not None:
+                # Shield: the lock goes only once the entry is in the shared tier for the waiters.
+                await coordinator.release(base_key)
 
         self.background.spawn(write(), name=f"shared set {key}")
 
@@ -641,7 +730,31 @@ class Pipeline:
         ctx.status = status
         ctx.bytes_sent = bytes_sent
         ctx.completed = completed
+        stats = self.stats
+        stats.requests[ctx.result.value] += 1
+        stats.bytes_sent += bytes_sent
+        if ctx.tried is not None and len(ctx.tried) > 1:
+            stats.failovers += 1
         self.access_log.write(ctx)
+
+
+def _via_names(via: str, name: str) -> bool:
+    """Whether ``name`` is one of the received-by names in a Via field value (RFC 9110 §7.6.3)."""
+    for hop in via.split(","):
+        parts = hop.split()
+        if len(parts) >= 2 and parts[1] == name:
+            return True
+    return False
+
+
+def _surrogate_keys(headers: CIMultiDict[str]) -> tuple[str, ...]:
+    """The purge tags of a response: ``Surrogate-Key`` (space-separated) and ``Cache-Tag`` (commas)."""
+    tags: list[str] = []
+    for value in headers.getall("Surrogate-Key", ()):
+        tags.extend(value.split())
+    for value in headers.getall("Cache-Tag", ()):
+        tags.extend(t.strip() for t in value.split(",") if t.strip())
+    return tuple(dict.fromkeys(tags))
 
 
 def _reason_phrase(status: int) -> str:

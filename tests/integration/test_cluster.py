@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.conftest import EdgeFactory, Origin, wait_for
+from tests.integration.test_cli import free_port
 from tests.redis_server import RedisServer
 
 # Every edge of a cluster serves the same site name: the Host is part of the cache key.
@@ -94,3 +96,224 @@ async def test_redis_killed_mid_test_no_failed_viewer_requests(
             response, _ = await edge.get(f"/after{n}")
             assert response.status == 200
             await asyncio.sleep(0.05)
+
+
+ADMIN = """
+server: {name: NAME, access_log: "off"}
+admin: {listen: "127.0.0.1:ADMINPORT", token: secret-token}
+cache:
+  shared: {url: "{redis}", timeout: 500ms}
+  shield: SHIELD
+origins: {app: {url: "{origin}", read_timeout: 5s}}
+behaviours:
+  - path: "*"
+    origin: app
+"""
+AUTH = {"Authorization": "Bearer secret-token"}
+
+
+def admin_config(name: str, shield: bool = False) -> str:
+    text = ADMIN.replace("NAME", name).replace("ADMINPORT", str(free_port()))
+    return text.replace("SHIELD", "true" if shield else "false")
+
+
+def admin_url(edge: object) -> str:
+    host, port = edge.edge.admin_addresses[0]  # type: ignore[attr-defined]
+    return f"http://{host}:{port}"
+
+
+async def test_invalidation_on_node_a_is_honoured_by_node_b(
+    make_edge: EdgeFactory, origin: Origin, redis_server: RedisServer
+) -> None:
+    version = {"n": 0}
+
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        version["n"] += 1
+        return web.Response(text=f"v{version['n']}", headers={"Cache-Control": "max-age=600"})
+
+    origin.route("/{name:.*}", handler)
+    edge_a = await make_edge(admin_config("edge-a"), origin, redis=redis_server.url)
+    edge_b = await make_edge(admin_config("edge-b"), origin, redis=redis_server.url)
+    await edge_b.get("/images/logo.png", headers=SITE)
+    await edge_b.get("/index.html", headers=SITE)
+    hit, body = await edge_b.get("/images/logo.png", headers=SITE)
+    assert hit.headers["X-Cache"] == "Hit from edgeproxy"
+    # Both workers are registered (heartbeats) before the call, so the API waits for both acks.
+    coordinator = edge_a.edge.coordinator
+    assert coordinator is not None
+    await _until_workers(coordinator, 2)
+    async with edge_a.session.post(
+        admin_url(edge_a) + "/invalidations", json={"paths": ["/images/*"]}, headers=AUTH
+    ) as response:
+        assert response.status == 201
+        created = await response.json()
+    assert created["status"] == "Completed"
+    after, new_body = await edge_b.get("/images/logo.png", headers=SITE)
+    assert after.headers["X-Cache"] == "Miss from edgeproxy" and new_body != body
+    untouched, _ = await edge_b.get("/index.html", headers=SITE)
+    assert untouched.headers["X-Cache"] == "Hit from edgeproxy"
+    async with edge_a.session.get(
+        admin_url(edge_a) + f"/invalidations/{created['id']}", headers=AUTH
+    ) as response:
+        assert response.status == 200 and (await response.json())["status"] == "Completed"
+
+
+async def _until_workers(coordinator: object, count: int) -> None:
+    async with asyncio.timeout(15):
+        while len(await coordinator.live_workers()) < count:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+
+
+async def test_tag_purge_hard_and_soft(
+    make_edge: EdgeFactory, origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.static(
+        "/p1",
+        "one",
+        Cache_Control="max-age=600, stale-if-error=600",
+        Surrogate_Key="product-42 all",
+        ETag='"1"',
+    )
+    origin.static("/p2", "two", Cache_Control="max-age=600", Cache_Tag="product-7,all")
+    edge = await make_edge(admin_config("edge-a"), origin, redis=redis_server.url)
+    first, _ = await edge.get("/p1", headers=SITE)
+    assert "Surrogate-Key" not in first.headers  # tags are for the cache, not for viewers
+    await edge.get("/p2", headers=SITE)
+    async with edge.session.post(
+        admin_url(edge) + "/purge", json={"tags": ["product-42"], "soft": True}, headers=AUTH
+    ) as response:
+        assert response.status == 200
+    soft, _ = await edge.get("/p1", headers=SITE)  # soft: stale, so revalidated with the origin
+    assert soft.headers["X-Cache"] != "Hit from edgeproxy"
+    assert origin.seen[-1].headers.get("If-None-Match") == '"1"'
+    p2, _ = await edge.get("/p2", headers=SITE)
+    assert p2.headers["X-Cache"] == "Hit from edgeproxy"
+    async with edge.session.post(
+        admin_url(edge) + "/purge", json={"tags": ["product-7"]}, headers=AUTH
+    ) as response:
+        assert response.status == 200
+    gone, _ = await edge.get("/p2", headers=SITE)
+    assert gone.headers["X-Cache"] == "Miss from edgeproxy"
+    assert origin.count("/p2") == 2
+
+
+async def test_shield_two_edges_fifty_cold_requests_each_one_origin_request(
+    make_edge: EdgeFactory, origin: Origin, redis_server: RedisServer
+) -> None:
+    release = asyncio.Event()
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="shielded", headers={"Cache-Control": "max-age=600"})
+
+    origin.route("/cold", handler)
+    edge_a = await make_edge(admin_config("edge-a", shield=True), origin, redis=redis_server.url)
+    edge_b = await make_edge(admin_config("edge-b", shield=True), origin, redis=redis_server.url)
+    requests = [
+        asyncio.ensure_future(e.get("/cold", headers=SITE)) for e in (edge_a, edge_b) for _ in range(50)
+    ]
+    await wait_for(lambda: origin.count("/cold") >= 1)
+    release.set()
+    results = await asyncio.gather(*requests)
+    assert all(r.status == 200 and body == b"shielded" for r, body in results)
+    assert origin.count("/cold") == 1
+
+
+async def test_admin_stats_metrics_health(
+    make_edge: EdgeFactory, origin: Origin, redis_server: RedisServer
+) -> None:
+    origin.static("/m", "m", Cache_Control="max-age=60")
+    edge = await make_edge(admin_config("edge-a"), origin, redis=redis_server.url)
+    await edge.get("/m")
+    await edge.get("/m")
+    coordinator = edge.edge.coordinator
+    assert coordinator is not None
+    await _until_workers(coordinator, 1)
+    async with edge.session.get(admin_url(edge) + "/stats", headers=AUTH) as response:
+        stats = await response.json()
+    assert stats["node"] == "edge-a" and stats["origins"]["app"]["state"] == "up"
+    async with edge.session.get(admin_url(edge) + "/metrics", headers=AUTH) as response:
+        text = await response.text()
+    assert "edgeproxy_requests_total" in text and "edgeproxy_origin_up" in text
+    async with edge.session.get(admin_url(edge) + "/healthz") as response:
+        assert response.status == 401  # nothing without the token
+    async with edge.session.get(admin_url(edge) + "/healthz", headers=AUTH) as response:
+        assert response.status == 200
+
+
+async def test_via_loop_is_508(make_edge: EdgeFactory, origin: Origin) -> None:
+    origin.static("/loop", "x")
+    edge = await make_edge(
+        """
+        server: {name: edge-loop, access_log: "off"}
+        origins: {app: {url: "{origin}"}}
+        behaviours: [{path: "*", origin: app}]
+        """,
+        origin,
+    )
+    looped, _ = await edge.get("/loop", headers={"Via": "1.1 edge-other, 1.1 edge-loop"})
+    assert looped.status == 508
+    fine, _ = await edge.get("/loop", headers={"Via": "1.1 edge-loop-2"})
+    assert fine.status == 200
+
+
+async def test_tiered_edges_show_each_layer(make_edge: EdgeFactory, origin: Origin) -> None:
+    origin.static("/tier", "deep", Cache_Control="max-age=60")
+    parent = await make_edge(
+        """
+        server: {name: regional, access_log: "off"}
+        origins: {app: {url: "{origin}"}}
+        behaviours: [{path: "*", origin: app}]
+        """,
+        origin,
+    )
+    child = await make_edge(
+        """
+        server: {name: edge-child, access_log: "off"}
+        origins: {regional: {url: "{origin}", host_header: viewer}}
+        behaviours: [{path: "*", origin: regional}]
+        """,
+        origin_url=parent.url,
+    )
+    miss, body = await child.get("/tier", headers=SITE)
+    assert body == b"deep"
+    layers = [member.split(";")[0].strip() for member in miss.headers["Cache-Status"].split(",")]
+    assert layers == ["regional", "edge-child"]  # RFC 9211: the member closest to the origin comes first
+    assert miss.headers["Via"].endswith("1.1 regional, 1.1 edge-child")
+    hit, _ = await child.get("/tier", headers=SITE)
+    assert hit.headers["Cache-Status"].split(",")[-1].strip().startswith("edge-child; hit")
+    other_child_view, _ = await parent.get("/tier", headers=SITE)
+    assert other_child_view.headers["Cache-Status"].startswith("regional; hit")
+    assert origin.count("/tier") == 1
+
+
+async def test_admin_reload_single_process(make_edge: EdgeFactory, origin: Origin) -> None:
+    origin.static("/r", "r", Cache_Control="max-age=60")
+    edge = await make_edge(
+        """
+        server: {name: edge-r, access_log: "off"}
+        admin: {listen: "127.0.0.1:ADMINPORT"}
+        origins: {app: {url: "{origin}"}}
+        behaviours: [{path: "*", origin: app, methods: [GET, HEAD]}]
+        """.replace(
+            "ADMINPORT", str(__import__("tests.integration.test_cli", fromlist=["free_port"]).free_port())
+        ),
+        origin,
+    )
+    source = Path(edge.edge.config.source_file)
+    source.write_text(source.read_text().replace("methods: [GET, HEAD]", "methods: [GET, HEAD, POST]"))
+    refused, _ = await edge.get("/r", method="POST")
+    assert refused.status == 405
+    async with edge.session.post(admin_url(edge) + "/reload") as response:
+        assert response.status == 200
+    allowed, _ = await edge.get("/r", method="POST")
+    assert allowed.status == 200
+    source.write_text("behaviours: [oops")
+    async with edge.session.post(admin_url(edge) + "/reload") as response:
+        assert response.status == 400
+        assert "reload refused" in (await response.json())["error"]
+    still, _ = await edge.get("/r", method="POST")
+    assert still.status == 200

@@ -1,0 +1,187 @@
+"""The admin API's view of a running edge: ``EdgeAdmin`` implements ``AdminOps`` over ``proxy.app.Edge``.
+
+Created by ``Edge.start`` when ``admin:`` is configured. Invalidations and purges become bans
+(``proxy.cache.bans``): applied locally at once, then, with a shared tier, published to every worker and
+node, and the call returns "Completed" only once every live worker acknowledged the ban.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from proxy.admin.api import AdminError, Invalidation
+from proxy.admin.metrics import Family, render
+from proxy.cache.bans import Ban
+from proxy.settings import ConfigError
+
+if TYPE_CHECKING:
+    from proxy.app import Edge
+
+ACK_TIMEOUT = 5.0  # how long an invalidation waits for every worker to confirm it
+_KEPT_INVALIDATIONS = 1000
+
+
+class EdgeAdmin:
+    """``AdminOps`` for one worker process of an edge."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self._invalidations: OrderedDict[str, Invalidation] = OrderedDict()
+
+    # ---------------------------------------------------------------- bans
+    async def _ban(self, ban: Ban) -> str:
+        """Put ``ban`` in force here and, with a shared tier, everywhere; the resulting status."""
+        self.edge.pipeline.bans.add(ban)
+        coordinator = self.edge.coordinator
+        if coordinator is None:
+            return "Completed"
+        try:
+            await coordinator.publish(ban)
+        except OSError as exc:
+            raise AdminError(f"the ban is in force on this worker only: {exc}", 503) from exc
+        await coordinator.ack(ban.id)
+        done = await coordinator.wait_for_acks(ban.id, ACK_TIMEOUT)
+        return "Completed" if done else "InProgress"
+
+    def _remember(self, invalidation: Invalidation) -> None:
+        self._invalidations[invalidation.id] = invalidation
+        while len(self._invalidations) > _KEPT_INVALIDATIONS:
+            self._invalidations.popitem(last=False)
+
+    async def invalidate(self, paths: list[str]) -> Invalidation:
+        ban = Ban(id="I" + uuid.uuid4().hex[:16].upper(), created=time.time(), paths=tuple(paths))
+        status = await self._ban(ban)
+        invalidation = Invalidation(
+            ban.id, "Completed" if status == "Completed" else "InProgress", ban.created, ban.paths
+        )
+        self._remember(invalidation)
+        return invalidation
+
+    async def get_invalidation(self, invalidation_id: str) -> Invalidation | None:
+        found = self._invalidations.get(invalidation_id)
+        coordinator = self.edge.coordinator
+        if (
+            found is not None
+            and found.status == "InProgress"
+            and coordinator is not None
+            and await coordinator.wait_for_acks(found.id, 0.0)
+        ):
+            found = Invalidation(found.id, "Completed", found.created, found.paths)
+            self._remember(found)
+        return found
+
+    async def purge(self, tags: list[str], soft: bool) -> dict[str, Any]:
+        ban = Ban(id="P" + uuid.uuid4().hex[:16].upper(), created=time.time(), tags=tuple(tags), soft=soft)
+        status = await self._ban(ban)
+        return {"id": ban.id, "status": status, "tags": list(ban.tags), "soft": soft}
+
+    # ---------------------------------------------------------------- observing
+    def local_snapshot(self) -> dict[str, Any]:
+        """This worker's counters (shared with the other workers through the cluster registry)."""
+        edge = self.edge
+        memory = edge.memory.stats()
+        return {
+            "pipeline": edge.pipeline.stats.snapshot(),
+            "memory": {
+                "entries": memory.entries,
+                "bytes": memory.bytes,
+                "hits": memory.hits,
+                "misses": memory.misses,
+                "evictions": memory.evictions,
+            },
+            "collapsed": edge.pipeline.collapser.collapsed,
+        }
+
+    async def _snapshots(self) -> list[dict[str, Any]]:
+        coordinator = self.edge.coordinator
+        if coordinator is not None:
+            try:
+                rows = await coordinator.worker_stats()
+            except Exception:
+                rows = []
+            node = self.edge.config.server.name + ":"
+            mine = [r["stats"] for r in rows if str(r.get("worker", "")).startswith(node) and "stats" in r]
+            if mine:
+                return mine
+        return [self.local_snapshot()]
+
+    async def stats(self) -> dict[str, Any]:
+        snapshots = await self._snapshots()
+        requests: dict[str, int] = {}
+        for snap in snapshots:
+            for result, count in snap["pipeline"]["requests"].items():
+                requests[result] = requests.get(result, 0) + count
+        hits = requests.get("hit", 0) + requests.get("stale", 0) + requests.get("refresh-hit", 0)
+        looked = hits + requests.get("miss", 0)
+        edge = self.edge
+        return {
+            "node": edge.config.server.name,
+            "workers": len(snapshots),
+            "entries": sum(s["memory"]["entries"] for s in snapshots),
+            "bytes": sum(s["memory"]["bytes"] for s in snapshots),
+            "hit_ratio": round(hits / looked, 4) if looked else None,
+            "requests": requests,
+            "origins": {name: h.snapshot() for name, h in edge.runtime.health.items()},
+            "shared": edge.shared.stats() if edge.shared is not None else None,
+            "bans": len(edge.pipeline.bans),
+        }
+
+    async def metrics(self) -> str:
+        snapshots = await self._snapshots()
+        requests = Family("edgeproxy_requests_total", "counter", "Viewer requests by cache result.")
+        totals: dict[str, int] = {}
+        for snap in snapshots:
+            for result, count in snap["pipeline"]["requests"].items():
+                totals[result] = totals.get(result, 0) + count
+        for result, count in sorted(totals.items()):
+            requests.set(count, {"result": result})
+
+        def total(path: tuple[str, str]) -> float:
+            return float(sum(s[path[0]][path[1]] for s in snapshots))
+
+        sent = Family("edgeproxy_sent_bytes_total", "counter", "Body bytes sent to viewers.")
+        sent.set(total(("pipeline", "bytes_sent")))
+        latency = Family(
+            "edgeproxy_origin_response_seconds", "summary", "Time to the origin's response head."
+        )
+        latency.observe(total(("pipeline", "origin_seconds")), total(("pipeline", "origin_requests")))
+        errors = Family("edgeproxy_origin_errors_total", "counter", "Origin requests that failed outright.")
+        errors.set(total(("pipeline", "origin_errors")))
+        failovers = Family("edgeproxy_failovers_total", "counter", "Requests that moved to another origin.")
+        failovers.set(total(("pipeline", "failovers")))
+        collapsed = Family(
+            "edgeproxy_collapsed_requests_total", "counter", "Requests served by another's fetch."
+        )
+        collapsed.set(float(sum(s["collapsed"] for s in snapshots)))
+        evictions = Family("edgeproxy_cache_evictions_total", "counter", "Memory tier LRU evictions.")
+        evictions.set(total(("memory", "evictions")))
+        entries = Family("edgeproxy_cache_entries", "gauge", "Objects in the memory tiers.")
+        entries.set(total(("memory", "entries")))
+        size = Family("edgeproxy_cache_bytes", "gauge", "Bytes in the memory tiers.")
+        size.set(total(("memory", "bytes")))
+        up = Family("edgeproxy_origin_up", "gauge", "1 when this worker considers the origin healthy.")
+        for name, health in self.edge.runtime.health.items():
+            up.set(1.0 if health.state.value == "up" else 0.0, {"origin": name})
+        return render([requests, sent, latency, errors, failovers, collapsed, evictions, entries, size, up])
+
+    async def healthz(self) -> tuple[bool, dict[str, Any]]:
+        states = {name: h.state.value for name, h in self.edge.runtime.health.items()}
+        return True, {
+            "origins": states,
+            "shared": None if self.edge.shared is None else self.edge.shared.available,
+        }
+
+    async def reload(self) -> dict[str, Any]:
+        if self.edge.supervised:
+            os.kill(os.getppid(), signal.SIGHUP)
+            return {"status": "reloading", "how": "new workers are starting"}
+        try:
+            await self.edge.reload()
+        except ConfigError as exc:
+            raise AdminError(f"reload refused: {exc}", 400) from exc
+        return {"status": "reloaded", "behaviours": len(self.edge.config.behaviours)}
