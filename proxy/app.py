@@ -61,6 +61,7 @@ class Edge:
             access_log=self.access_log,
             collapse=config.cache.collapse,
             shared=self.shared,
+            shared_object_limit=shared.max_object_bytes if shared is not None else 0,
             guards=build_guards(config),
             bans=bans,
             coordinator=self.coordinator if config.cache.shield else None,

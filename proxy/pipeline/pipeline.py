@@ -93,6 +93,7 @@ class Pipeline:
         access_log: AccessLog,
         collapse: bool = True,
         shared: Storage | None = None,
+        shared_object_limit: int = 0,
         guards: Sequence[Guard] = (),
         bans: BanList | None = None,
         coordinator: Coordinator | None = None,
@@ -109,6 +110,8 @@ class Pipeline:
         self.bans = bans if bans is not None else BanList()
         self.stats = PipelineStats()
         self.coordinator = coordinator  # set when cache.shield is on: cluster-wide collapsing
+        # The largest object any tier keeps; larger responses stream through without being collected.
+        self._object_limit = max(memory.max_object_bytes, shared_object_limit)
         self.collapser = Collapser()
         self.background = Background()
         self._clock = clock
@@ -605,14 +608,17 @@ class Pipeline:
             self.memory.set(key, vary_marker(entry.vary, entry.response_time))
             key = variant_key(key, entry.vary, ctx.request.headers)
         stored = self.memory.set(key, entry)
+        if self.shared is not None:
+            # The shared tier has its own size limit: an object too large for the memory tier may still
+            # be kept there (the shared store refuses what is above cache.shared.max_object_bytes).
+            self._write_through(ctx.key, key, entry, unlock=ctx.shield_locked)
+            ctx.shield_locked = False
+            stored = True
         if stored:
             ctx.stored_entry = entry
         else:
             ctx.not_stored = NotStoredReason.TOO_LARGE
         ctx.stored = stored
-        if stored and self.shared is not None:
-            self._write_through(ctx.key, key, entry, unlock=ctx.shield_locked)
-            ctx.shield_locked = False
         return stored
 
     def _unlock(self, ctx: RequestContext) -> None:
@@ -673,7 +679,7 @@ class Pipeline:
         entry, reason = self._entry_for(
             ctx, behaviour, response.status, response.headers, request_time, response_time
         )
-        limit = self.memory.max_object_bytes
+        limit = self._object_limit
         length = response.content_length
         if entry is not None and length is not None and length > limit:
             entry, reason = None, NotStoredReason.TOO_LARGE
