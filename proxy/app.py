@@ -170,7 +170,11 @@ async def serve(
     As a worker of ``edgeproxy serve`` with ``server.workers`` > 1, ``reuse_port`` lets several processes
     share the port and ``ready_fd`` is a pipe on which one byte tells the supervisor the worker listens.
     """
-    edge = Edge(config, reuse_port=reuse_port)
+    try:
+        edge = Edge(config, reuse_port=reuse_port)
+    except ValueError as exc:
+        print(f"edgeproxy: {exc}", file=sys.stderr)
+        return 2
     try:
         addresses = await edge.start(listen)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""The command line: ``edgeproxy serve | check`` (also ``python -m proxy …``).
+"""The command line: ``edgeproxy serve | check | sign`` (also ``python -m proxy …``).
 
 ``main(argv)`` is the console-script entry point; it returns the process exit code: 0 on success, 2 for a
 bad config or bad arguments (the messages name file, line and key; never a traceback), 1 when the edge
@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from proxy.edge import sign_command
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
 from proxy.settings.report import behaviour_table, inactive_keys
 from proxy.settings.units import parse_listen
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     check = commands.add_parser("check", help="validate a config and show its behaviours")
     check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})")
+    sign = commands.add_parser("sign", help="print a signed URL (or signed cookie) for a signed behaviour")
+    sign_command.add_arguments(sign, DEFAULT_CONFIG)
     return parser
 
 
@@ -66,6 +69,8 @@ def _check(config: EdgeConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the command; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "sign":
+        return sign_command.run(args)
     try:
         listen = _listen(getattr(args, "listen", None))
         config = _load(args)

@@ -36,8 +36,13 @@ class EdgeAdmin:
     # ---------------------------------------------------------------- bans
     async def _ban(self, ban: Ban) -> str:
         """Put ``ban`` in force here and, with a shared tier, everywhere; the resulting status."""
-        self.edge.pipeline.bans.add(ban)
         coordinator = self.edge.coordinator
+        if coordinator is None and self.edge.supervised:
+            # Without a shared tier, the other worker processes would never learn of the ban.
+            raise AdminError(
+                "invalidations with server.workers > 1 need cache.shared (Redis) to reach every worker", 503
+            )
+        self.edge.pipeline.bans.add(ban)
         if coordinator is None:
             return "Completed"
         try:
@@ -53,6 +58,17 @@ class EdgeAdmin:
         while len(self._invalidations) > _KEPT_INVALIDATIONS:
             self._invalidations.popitem(last=False)
 
+    async def _recall(self, invalidation_id: str) -> Invalidation | None:
+        """An invalidation created by this worker, or (with a shared tier) by any worker or node: its ban
+        is in the cluster's ban list."""
+        found = self._invalidations.get(invalidation_id)
+        if found is not None:
+            return found
+        ban = self.edge.pipeline.bans.get(invalidation_id)
+        if ban is None or not ban.paths:
+            return None
+        return Invalidation(ban.id, "InProgress", ban.created, ban.paths)
+
     async def invalidate(self, paths: list[str]) -> Invalidation:
         ban = Ban(id="I" + uuid.uuid4().hex[:16].upper(), created=time.time(), paths=tuple(paths))
         status = await self._ban(ban)
@@ -63,7 +79,7 @@ class EdgeAdmin:
         return invalidation
 
     async def get_invalidation(self, invalidation_id: str) -> Invalidation | None:
-        found = self._invalidations.get(invalidation_id)
+        found = await self._recall(invalidation_id)
         coordinator = self.edge.coordinator
         if (
             found is not None

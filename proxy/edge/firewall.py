@@ -156,7 +156,9 @@ def evaluate_rules(
     return RuleDecision(None, None, tuple(counted)) if counted else _NO_DECISION
 
 
-def rules_by_behaviour(config: EdgeConfig) -> tuple[dict[str, tuple[CompiledRule, ...]], tuple[CompiledRule, ...]]:
+def rules_by_behaviour(
+    config: EdgeConfig,
+) -> tuple[dict[str, tuple[CompiledRule, ...]], tuple[CompiledRule, ...]]:
     """The rules that apply to each behaviour (by its path; the first behaviour with a path wins, as in
     routing) and the edge-wide rules (those no behaviour names), each list in ``firewall.rules`` order."""
     compiled = [compile_rule(rule) for rule in config.firewall.rules]

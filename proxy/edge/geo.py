@@ -44,14 +44,17 @@ def country_of(record: object) -> str | None:
 
 
 class CountryDatabase:
-    """A MaxMind DB opened for country lookups. Raises OSError or ValueError when the file cannot be
-    opened or is not a MaxMind DB."""
+    """A MaxMind DB opened for country lookups. Raises OSError when the file cannot be read and
+    ValueError when it is not a MaxMind DB."""
 
     def __init__(self, path: str) -> None:
         import maxminddb  # imported only when geoip is configured
 
         self.path = path
-        self._reader: maxminddb.Reader = maxminddb.open_database(path)
+        try:
+            self._reader: maxminddb.Reader = maxminddb.open_database(path)
+        except maxminddb.InvalidDatabaseError as exc:
+            raise ValueError(str(exc)) from None
 
     def lookup(self, address: str) -> str | None:
         """The country of ``address`` (any text: a non-address is simply unknown), or None."""
@@ -60,7 +63,7 @@ class CountryDatabase:
             return None
         try:
             record: Any = self._reader.get(parsed)
-        except ValueError:  # an IPv6 address in an IPv4-only database
+        except (ValueError, RuntimeError):  # IPv6 in an IPv4-only database; corrupt data
             return None
         return country_of(record)
 
@@ -78,7 +81,10 @@ class GeoGuard:
     """
 
     def __init__(
-        self, database: CountryDatabase, allow: frozenset[str] = frozenset(), deny: frozenset[str] = frozenset()
+        self,
+        database: CountryDatabase,
+        allow: frozenset[str] = frozenset(),
+        deny: frozenset[str] = frozenset(),
     ) -> None:
         self.database = database
         self.allow = allow

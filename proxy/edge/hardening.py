@@ -5,6 +5,7 @@ parser accepted it and before the pipeline sees it. It is pure (plain values in,
 returns either the ``Target`` to serve (origin-form path, query and the host the request is for) or an
 ``Answer`` the adapter writes at once:
 
+- an HTTP version other than 1.0 and 1.1 (aiohttp's parser lets 0.9 and 2.0 request lines through) → 505;
 - ``CONNECT`` → 405 and absolute-form targets (``GET http://other/ HTTP/1.1``) for a host that is not
   ours → 400: the edge is never an open proxy; ``OPTIONS *`` is answered by the edge itself;
 - anything but origin-form, absolute-form or ``*`` (and a ``#`` in the target) → 400;
@@ -96,6 +97,7 @@ class HostMatcher:
         )
 
 
+_VERSION = Answer(505, "http-version")
 _CONNECT = Answer(405, "connect-refused", headers=(("Allow", _ALLOW),))
 _OPTIONS_ANY = Answer(200, "options-asterisk", close=False, headers=(("Allow", _ALLOW),))
 _BAD_TARGET = Answer(400, "bad-target")
@@ -145,6 +147,8 @@ class RequestPolicy:
         content_length: int | None,
     ) -> Target | Answer:
         """Decide about one parsed request (pure; never raises): a ``Target`` to serve or an ``Answer``."""
+        if version != (1, 1) and version != (1, 0):
+            return _VERSION
         if method == "CONNECT":
             return _CONNECT
         size = len(method) + len(target) + 12

@@ -209,9 +209,7 @@ def sign_url(url: str, key: str, expires: int, network: str | None = None) -> st
     return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
-def verify_url(
-    keys: Sequence[bytes], path: str, query: str, client_ip: str, now: float
-) -> tuple[Check, str]:
+def verify_url(keys: Sequence[bytes], path: str, query: str, client_ip: str, now: float) -> tuple[Check, str]:
     """Check the signature parameters of a request (pure). Returns the outcome and the query without the
     signature parameters (the query unchanged when there were none: ``Check.MISSING``)."""
     signed = split_signed_query(query)

@@ -9,35 +9,90 @@ stream. The LOG phase runs after the last byte was written.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+from multidict import CIMultiDict
 
+from proxy.edge.hardening import Answer, RequestPolicy, Target
+from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.pipeline.pipeline import Pipeline
+from proxy.settings import ServerConfig
 
 log = logging.getLogger("edgeproxy")
 
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 
-async def _request_body(request: BaseRequest) -> AsyncIterator[bytes]:
+# ---- request hardening (proxy.edge.hardening): screening, body limits, parse errors, connections ----
+_BODY_TOO_LARGE = Answer(413, "body-too-large")
+_BODY_TIMEOUT = Answer(408, "client-timeout")
+
+
+class ViewerBodyError(Exception):
+    """The viewer's request body broke a limit (size or ``client_timeout``) while it was being read."""
+
+
+class _BodyMeter:
+    """Counts one request's body bytes; ``refused`` is the answer owed once a limit was broken."""
+
+    __slots__ = ("refused", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.refused: Answer | None = None
+
+
+async def _request_body(
+    request: BaseRequest, policy: RequestPolicy | None = None, meter: _BodyMeter | None = None
+) -> AsyncIterator[bytes]:
     content = request.content
     while True:
-        chunk = await content.readany()
+        if policy is None or meter is None:
+            chunk = await content.readany()
+        else:
+            try:
+                async with asyncio.timeout(policy.client_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                meter.refused = _BODY_TIMEOUT
+                raise ViewerBodyError("the viewer sent no body data for client_timeout") from None
+            meter.size += len(chunk)
+            if policy.body_too_large(meter.size):
+                meter.refused = _BODY_TOO_LARGE
+                raise ViewerBodyError("the request body is larger than max_body_bytes")
         if not chunk:
             return
         yield chunk
 
 
-def to_edge_request(request: BaseRequest, scheme: str) -> EdgeRequest:
-    """The pipeline's view of an aiohttp request (raw path and query, no decoding)."""
-    path, _, query = request.raw_path.partition("?")
+def to_edge_request(
+    request: BaseRequest,
+    scheme: str,
+    target: Target | None = None,
+    policy: RequestPolicy | None = None,
+    meter: _BodyMeter | None = None,
+) -> EdgeRequest:
+    """The pipeline's view of an aiohttp request (raw path and query, no decoding); ``target`` is what
+    ``RequestPolicy.screen`` made of the request target (absolute-form becomes origin-form)."""
     headers = request.headers
+    if target is None:
+        path, _, query = request.raw_path.partition("?")
+        host = headers.get("Host", "")
+    else:
+        path, query, host = target.path, target.query, target.host
     has_body = request.body_exists
     return EdgeRequest(
         method=request.method,
@@ -45,27 +100,183 @@ def to_edge_request(request: BaseRequest, scheme: str) -> EdgeRequest:
         query=query,
         headers=headers,
         client_ip=request.remote or "",
-        host=headers.get("Host", ""),
+        host=host,
         scheme=scheme,
         version=(request.version.major, request.version.minor),
-        body=_request_body(request) if has_body else None,
+        body=_request_body(request, policy, meter) if has_body else None,
         content_length=request.content_length,
     )
 
 
-def make_handler(pipeline: Pipeline, scheme: str = "http") -> Handler:
-    """The per-request coroutine for ``web.Server``."""
+def make_handler(pipeline: Pipeline, scheme: str = "http", policy: RequestPolicy | None = None) -> Handler:
+    """The per-request coroutine for ``web.Server``; ``policy`` (default: the default limits, no host
+    list) screens every request before the pipeline sees it."""
+    active = policy or RequestPolicy()
+    screen = active.screen
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
-        edge_request = to_edge_request(request, scheme)
+        version = request.version
+        screened = screen(
+            request.method,
+            request.raw_path,
+            (version.major, version.minor),
+            request.headers,
+            request.raw_headers,
+            request.content_length,
+        )
+        if isinstance(screened, Answer):
+            return await _answer(request, pipeline, to_edge_request(request, scheme), screened)
+        meter = _BodyMeter()
+        edge_request = to_edge_request(request, scheme, screened, active, meter)
         try:
             ctx, response = await pipeline.handle(edge_request)
         except Exception:
+            if meter.refused is not None:
+                return await _answer(request, pipeline, edge_request, meter.refused)
             log.exception("unhandled error in the pipeline for %s %s", request.method, request.path)
             return web.Response(status=500, text="Internal Server Error\n", headers={"Server": "edgeproxy"})
+        if meter.refused is not None:
+            # The viewer's body broke a limit while the pipeline forwarded it: answer that, not the
+            # origin failure it caused.
+            if response.stream is not None and hasattr(response.stream, "aclose"):
+                await response.stream.aclose()
+            await response.finish(False)
+            return await _answer(request, pipeline, edge_request, meter.refused, ctx)
         return await write_response(request, pipeline, ctx, response)
 
     return handle
+
+
+async def _answer(
+    request: BaseRequest,
+    pipeline: Pipeline,
+    edge_request: EdgeRequest,
+    answer: Answer,
+    ctx: RequestContext | None = None,
+) -> web.StreamResponse:
+    """Write an ``Answer`` of the request screening (400, 405, 413, 421, 431 …), then log it."""
+    if ctx is None:
+        ctx = RequestContext(edge_request, time.time(), time.perf_counter())
+    ctx.blocked = answer.reason
+    extra: CIMultiDict[str] = CIMultiDict(answer.headers)
+    text = ""
+    if answer.status >= 400:
+        request_id = new_request_id()
+        extra[REQUEST_ID_HEADER] = request_id
+        text = f"{answer.status} {HTTPStatus(answer.status).phrase}\nrequest id: {request_id}\n"
+    response = pipeline.deliver.synthetic(ctx, answer.status, text, extra)
+    out = web.Response(status=answer.status, headers=response.headers)
+    sent = 0
+    if not response.no_body:
+        out.body = text.encode()
+        sent = len(out.body)
+    if answer.close:
+        out.force_close()
+    completed = True
+    try:
+        await out.prepare(request)
+        await out.write_eof()
+    except ConnectionError:
+        completed = False
+    pipeline.finish(ctx, answer.status, sent, completed)
+    return out
+
+
+def _parse_error_status(status: int, exc: BaseException | None) -> int:
+    """431 for request heads over aiohttp's line, field or header-count limits; else ``status``."""
+    if isinstance(exc, LineTooLong) or (
+        isinstance(exc, BadHttpMessage) and exc.message.startswith("Too many headers")
+    ):
+        return 431
+    return status
+
+
+class EdgeRequestHandler(RequestHandler):
+    """aiohttp's connection handler with the edge's own error answers: a request aiohttp's parser refused
+    gets a short body naming only the status (never the parser's message, which echoes the viewer's
+    bytes, and never a traceback), ``Server: edgeproxy`` (no versions), and the connection closed."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        status = _parse_error_status(status, exc)
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:
+            log.debug("refused a malformed request from %s: %s", request.remote, exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started: cannot send an error response")
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        response = web.Response(
+            status=status,
+            text=f"{status} {phrase}\n",
+            headers={"Server": "edgeproxy", "Cache-Control": "no-store"},
+        )
+        response.force_close()
+        return response
+
+
+def default_max_connections() -> int:
+    """Viewer connections one worker accepts at once: half the open-file limit (origins and the shared
+    tier need descriptors too), between 64 and 10,000."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(64, min(10_000, soft // 2))
+
+
+class EdgeServer(web.Server):
+    """``web.Server`` with ``EdgeRequestHandler`` connections and at most ``max_connections`` of them:
+    beyond that a new connection is closed at once (nginx's ``worker_connections``)."""
+
+    def __init__(self, handler: Handler, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self.refused_connections = 0
+
+    def __call__(self) -> RequestHandler:
+        return EdgeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self._connections) > self.max_connections:
+            self.refused_connections += 1
+            transport.abort()
+
+
+def make_server(
+    pipeline: Pipeline,
+    server: ServerConfig,
+    *,
+    scheme: str = "http",
+    max_connections: int | None = None,
+    lingering_time: float = 10.0,
+) -> EdgeServer:
+    """The viewer-facing server for ``pipeline`` with ``server.hosts`` and ``server.limits`` applied:
+    request screening, body limits, ``client_timeout`` (idle keep-alive, slow heads and stalled bodies),
+    the edge's parse-error answers and bounded connections. ``lingering_time`` bounds how long the unread
+    rest of a refused request body is read and dropped before the connection closes (so the viewer sees
+    the answer rather than a reset)."""
+    limits = server.limits
+    return EdgeServer(
+        make_handler(pipeline, scheme, RequestPolicy.from_config(server)),
+        max_connections=max_connections or default_max_connections(),
+        access_log=None,
+        max_line_size=limits.max_header_bytes,
+        max_field_size=limits.max_header_bytes,
+        keepalive_timeout=limits.client_timeout,
+        lingering_time=lingering_time,
+    )
+
+
+# ---- end of request hardening ----
 
 
 async def write_response(
