@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from proxy.app import Edge
 from tests.conftest import EdgeFactory, Origin, wait_for
 from tests.integration.test_cli import free_port
 from tests.redis_server import RedisServer
@@ -117,8 +118,8 @@ def admin_config(name: str, shield: bool = False) -> str:
     return text.replace("SHIELD", "true" if shield else "false")
 
 
-def admin_url(edge: object) -> str:
-    host, port = edge.edge.admin_addresses[0]  # type: ignore[attr-defined]
+def admin_url(edge: Edge) -> str:
+    host, port = edge.admin_addresses[0]
     return f"http://{host}:{port}"
 
 
@@ -145,7 +146,7 @@ async def test_invalidation_on_node_a_is_honoured_by_node_b(
     assert coordinator is not None
     await _until_workers(coordinator, 2)
     async with edge_a.session.post(
-        admin_url(edge_a) + "/invalidations", json={"paths": ["/images/*"]}, headers=AUTH
+        admin_url(edge_a.edge) + "/invalidations", json={"paths": ["/images/*"]}, headers=AUTH
     ) as response:
         assert response.status == 201
         created = await response.json()
@@ -155,7 +156,7 @@ async def test_invalidation_on_node_a_is_honoured_by_node_b(
     untouched, _ = await edge_b.get("/index.html", headers=SITE)
     assert untouched.headers["X-Cache"] == "Hit from edgeproxy"
     async with edge_a.session.get(
-        admin_url(edge_a) + f"/invalidations/{created['id']}", headers=AUTH
+        admin_url(edge_a.edge) + f"/invalidations/{created['id']}", headers=AUTH
     ) as response:
         assert response.status == 200 and (await response.json())["status"] == "Completed"
 
@@ -182,7 +183,7 @@ async def test_tag_purge_hard_and_soft(
     assert "Surrogate-Key" not in first.headers  # tags are for the cache, not for viewers
     await edge.get("/p2", headers=SITE)
     async with edge.session.post(
-        admin_url(edge) + "/purge", json={"tags": ["product-42"], "soft": True}, headers=AUTH
+        admin_url(edge.edge) + "/purge", json={"tags": ["product-42"], "soft": True}, headers=AUTH
     ) as response:
         assert response.status == 200
     soft, _ = await edge.get("/p1", headers=SITE)  # soft: stale, so revalidated with the origin
@@ -191,7 +192,7 @@ async def test_tag_purge_hard_and_soft(
     p2, _ = await edge.get("/p2", headers=SITE)
     assert p2.headers["X-Cache"] == "Hit from edgeproxy"
     async with edge.session.post(
-        admin_url(edge) + "/purge", json={"tags": ["product-7"]}, headers=AUTH
+        admin_url(edge.edge) + "/purge", json={"tags": ["product-7"]}, headers=AUTH
     ) as response:
         assert response.status == 200
     gone, _ = await edge.get("/p2", headers=SITE)
@@ -232,15 +233,15 @@ async def test_admin_stats_metrics_health(
     coordinator = edge.edge.coordinator
     assert coordinator is not None
     await _until_workers(coordinator, 1)
-    async with edge.session.get(admin_url(edge) + "/stats", headers=AUTH) as response:
+    async with edge.session.get(admin_url(edge.edge) + "/stats", headers=AUTH) as response:
         stats = await response.json()
     assert stats["node"] == "edge-a" and stats["origins"]["app"]["state"] == "up"
-    async with edge.session.get(admin_url(edge) + "/metrics", headers=AUTH) as response:
+    async with edge.session.get(admin_url(edge.edge) + "/metrics", headers=AUTH) as response:
         text = await response.text()
     assert "edgeproxy_requests_total" in text and "edgeproxy_origin_up" in text
-    async with edge.session.get(admin_url(edge) + "/healthz") as response:
+    async with edge.session.get(admin_url(edge.edge) + "/healthz") as response:
         assert response.status == 401  # nothing without the token
-    async with edge.session.get(admin_url(edge) + "/healthz", headers=AUTH) as response:
+    async with edge.session.get(admin_url(edge.edge) + "/healthz", headers=AUTH) as response:
         assert response.status == 200
 
 
@@ -307,13 +308,43 @@ async def test_admin_reload_single_process(make_edge: EdgeFactory, origin: Origi
     source.write_text(source.read_text().replace("methods: [GET, HEAD]", "methods: [GET, HEAD, POST]"))
     refused, _ = await edge.get("/r", method="POST")
     assert refused.status == 405
-    async with edge.session.post(admin_url(edge) + "/reload") as response:
+    async with edge.session.post(admin_url(edge.edge) + "/reload") as response:
         assert response.status == 200
     allowed, _ = await edge.get("/r", method="POST")
     assert allowed.status == 200
     source.write_text("behaviours: [oops")
-    async with edge.session.post(admin_url(edge) + "/reload") as response:
+    async with edge.session.post(admin_url(edge.edge) + "/reload") as response:
         assert response.status == 400
         assert "reload refused" in (await response.json())["error"]
     still, _ = await edge.get("/r", method="POST")
     assert still.status == 200
+
+
+async def test_workers_without_shared_tier_refuse_invalidations(tmp_path: Path) -> None:
+    """With several workers and no shared tier nothing would carry a ban to the other workers: refuse."""
+    import aiohttp
+
+    from proxy.settings import ListenAddress, parse_config
+
+    (tmp_path / "site").mkdir()
+    text = f"""
+server: {{name: w, access_log: "off", workers: 2}}
+admin: {{listen: "127.0.0.1:{free_port()}", token: t}}
+origins: {{site: {{root: ./site}}}}
+behaviours: [{{path: "*", origin: site}}]
+"""
+    edge = Edge(parse_config(text, str(tmp_path / "e.yaml"), env={}, base_dir=tmp_path), reuse_port=True)
+    await edge.start((ListenAddress(host="127.0.0.1", port=0),))
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                admin_url(edge) + "/invalidations",
+                json={"paths": ["/*"]},
+                headers={"Authorization": "Bearer t"},
+            ) as response,
+        ):
+            assert response.status == 503
+            assert "cache.shared" in (await response.json())["error"]
+    finally:
+        await edge.stop()
