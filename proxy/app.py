@@ -27,7 +27,7 @@ from proxy.edge import build_guards
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
-from proxy.server.aiohttp_adapter import make_handler
+from proxy.server.aiohttp_adapter import make_server
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
 
 log = logging.getLogger("edgeproxy")
@@ -79,15 +79,8 @@ class Edge:
     async def start(self, listen: tuple[ListenAddress, ...] | None = None) -> list[tuple[str, int]]:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
         (host, port) pairs."""
-        limits = self.config.server.limits
         await self.runtime.start()
-        server = web.Server(
-            make_handler(self.pipeline),
-            access_log=None,
-            max_line_size=limits.max_header_bytes,
-            max_field_size=limits.max_header_bytes,
-            keepalive_timeout=limits.client_timeout,
-        )
+        server = make_server(self.pipeline, self.config.server)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._shutdown_grace)
         await runner.setup()
         self._runner = runner

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.admin.api import AdminError, Invalidation
 from proxy.admin.metrics import Family, render
 from proxy.cache.bans import Ban
+from proxy.edge import guard_stats
 from proxy.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class EdgeAdmin:
             "origins": {name: h.snapshot() for name, h in edge.runtime.health.items()},
             "shared": edge.shared.stats() if edge.shared is not None else None,
             "bans": len(edge.pipeline.bans),
+            "guards": guard_stats(edge.pipeline.guards),
         }
 
     async def metrics(self) -> str:

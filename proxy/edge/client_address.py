@@ -15,6 +15,7 @@ viewer's values of these (it writes its own ``X-Forwarded-For/-Proto/-Host``).
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -71,10 +72,20 @@ _MAX_HOP_CHARS = 64  # longer than any address with brackets, zone and port: not
 def parse_ip(text: str) -> IPAddress | None:
     """An address from a socket peer or an ``X-Forwarded-For`` hop, or None when it is not one.
 
-    Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and ``[2001:db8::1]:443``;
-    IPv6 zone ids are dropped and IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``, what dual-stack sockets
-    report) become IPv4. Never raises.
+    Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
+    ``[2001:db8::1]:443``; IPv6 zone ids are dropped and IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``,
+    what dual-stack sockets report) become IPv4. Never raises. Memoised (bounded, short texts only): the
+    same clients come back again and again, and ``ipaddress`` parsing costs microseconds.
     """
+    if len(text) > _MAX_HOP_CHARS:
+        text = text.strip()
+        if len(text) > _MAX_HOP_CHARS:
+            return None
+    return _parse_ip(text)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _parse_ip(text: str) -> IPAddress | None:
     text = text.strip()
     if not text or len(text) > _MAX_HOP_CHARS:
         return None

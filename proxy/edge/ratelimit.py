@@ -13,6 +13,7 @@ read when the request arrived (``ctx.started``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 
@@ -93,6 +94,13 @@ def client_key(by: str, client_ip: str, headers_value: str | None) -> str:
     without the header falls back to its address)."""
     if by != "ip" and headers_value is not None:
         return "h:" + headers_value[:_MAX_KEY_CHARS]
+    if len(client_ip) > 64:  # not an address; and only short texts are memoised
+        return "ip:" + client_ip[:_MAX_KEY_CHARS]
+    return _address_key(client_ip)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _address_key(client_ip: str) -> str:
     address = parse_ip(client_ip)
     if address is None:
         return "ip:" + client_ip[:_MAX_KEY_CHARS]

@@ -12,9 +12,8 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from proxy.edge.signing import COOKIE_NAME, sign_cookie, sign_url
+from proxy.edge.signing import COOKIE_NAME, sign_cookie, sign_url, split_url
 from proxy.routing import Router
 from proxy.settings import BehaviourConfig, ConfigError, load_config
 from proxy.settings.units import parse_duration
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace, now: Callable[[], float] = time.time) -> int:
         if lifetime <= 0:
             raise ValueError(f"--expires must be more than 0s, got {args.expires!r}")
         expires = int(now() + lifetime)
-        path = urlsplit(args.url).path or "/"
+        path = split_url(args.url)[2]
         key = args.key if args.key is not None else _config_key(args.config, args.cookie or path)
         if args.cookie is not None:
             print(sign_cookie(key, args.cookie, expires, args.network))

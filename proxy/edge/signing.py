@@ -50,6 +50,7 @@ __all__ = [
     "sign_url",
     "signing_keys",
     "split_signed_query",
+    "split_url",
     "verify_cookie",
     "verify_url",
 ]
@@ -197,16 +198,28 @@ def sign_url(url: str, key: str, expires: int, network: str | None = None) -> st
     canonical = _network(network or "")
     if canonical is None:
         raise ValueError(f"invalid network {network!r}")
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    rest = split_signed_query(parts.query).rest
+    scheme, netloc, path, query = split_url(url)
+    rest = split_signed_query(query).rest
     signature = _mac(_encode(key), _url_message(path, rest, expires, canonical))
     params = [f"Expires={expires}"]
     if canonical:
         params.append("Network=" + quote(canonical, safe=""))
     params.append(f"Signature={signature}")
     query = "&".join(([rest] if rest else []) + params)
-    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+    if not scheme and not netloc:
+        return f"{path}?{query}"
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def split_url(url: str) -> tuple[str, str, str, str]:
+    """(scheme, authority, raw path, raw query) of an absolute URL or of a ``/path?query`` target; a
+    target starting with ``/`` is always a path (``//x`` is the path the edge would see, not a host)."""
+    if url.startswith("/"):
+        target = url.partition("#")[0]
+        path, _, query = target.partition("?")
+        return "", "", path, query
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc, parts.path or "/", parts.query
 
 
 def verify_url(keys: Sequence[bytes], path: str, query: str, client_ip: str, now: float) -> tuple[Check, str]:

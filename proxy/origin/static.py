@@ -124,7 +124,9 @@ class StaticOrigin:
         if stat.S_ISDIR(info.st_mode):
             if not raw_path.endswith("/"):
                 query = request.target[len(raw_path) :]
-                return _text(301, "Moved Permanently\n", CIMultiDict({"Location": raw_path + "/" + query}))
+                # One leading slash only: "//host/dir" would be a protocol-relative URL (an open redirect).
+                location = "/" + raw_path.lstrip("/") + "/" + query
+                return _text(301, "Moved Permanently\n", CIMultiDict({"Location": location}))
             file_path = os.path.join(file_path, self._index)
             try:
                 info = await asyncio.to_thread(os.stat, file_path)

@@ -22,6 +22,7 @@ from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.cache.storage import Storage
+from proxy.edge.client_address import FORWARDING_HEADERS, METHOD_OVERRIDE_HEADERS
 from proxy.http.cache_control import parse_cache_control, pragma_no_cache
 from proxy.http.dates import parse_http_date
 from proxy.http.error_caching import apply_error_ttl
@@ -51,11 +52,18 @@ from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
 from proxy.pipeline.variants import VARY_MARKER_STATUS, lookup_variant, vary_marker
 
 # Request fields never sent on a cache fill: the edge evaluates them itself against the full response.
-_FILL_DROPPED = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
-# Request fields the edge rewrites itself rather than passing on from the viewer.
-_REQUEST_DROPPED = frozenset(
-    h.lower() for h in (*HOP_BY_HOP, "Host", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto")
+_FILL_DROPPED = (
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Match",
+    "If-Unmodified-Since",
+    *METHOD_OVERRIDE_HEADERS,
 )
+# Request fields the edge rewrites itself rather than passing on from the viewer.
+# Forwarding headers from viewers are never trusted nor passed on (cache-poisoning defence, docs/security.md).
+_REQUEST_DROPPED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", *FORWARDING_HEADERS))
 # Response fields not kept in a stored entry: framing is redone per delivery, Age is recomputed (§4.2.3),
 # X-Cache is ours.
 # RFC 9110 §9.2.2: only these may be retried on another origin (and only before any byte reached the viewer).

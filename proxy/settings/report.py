@@ -37,6 +37,8 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].ttl.*",
     "behaviours[].cache_key.*",
     "server.workers",
+    "server.hosts",
+    "server.limits.max_body_bytes",
     "admin",
     "cache.shared",
     "cache.shield",
@@ -48,6 +50,12 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].stale_while_revalidate",
     "behaviours[].stale_if_error",
     "behaviours[].error_ttl",
+    # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
+    "server.trusted_proxies",
+    "firewall",
+    "geoip",
+    "behaviours[].signed",
+    "behaviours[].firewall",
 }
 
 

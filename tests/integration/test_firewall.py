@@ -125,10 +125,6 @@ async def test_spoofed_forwarding_fields_are_replaced(
     assert seen.getall("X-Forwarded-Host") == [edge.url.removeprefix("http://")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs pipeline: _REQUEST_DROPPED must include proxy.edge.client_address.FORWARDING_HEADERS",
-)
 async def test_viewer_url_and_forwarding_overrides_never_reach_the_origin(
     make_edge: EdgeFactory, origin: Origin, viewer: ViewerFactory
 ) -> None:

@@ -423,10 +423,6 @@ async def test_fuzzed_requests_never_break_the_edge(
 # ----------------------------------------------------------------------------------- wiring
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs app: Edge.start must build its server with proxy.server.aiohttp_adapter.make_server",
-)
 async def test_edge_serves_through_the_hardened_server(make_edge: EdgeFactory, origin: Origin) -> None:
     catch_all(origin)
     edge = await make_edge(
