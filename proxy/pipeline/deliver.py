@@ -62,6 +62,9 @@ class Deliverer:
         headers["X-Cache"] = _X_CACHE[ctx.result]
         if "Server" not in headers:
             headers["Server"] = "edgeproxy"
+        behaviour = ctx.behaviour
+        if behaviour is not None and behaviour.policies is not None and behaviour.policies.touches_response:
+            behaviour.policies.on_deliver(ctx.request, headers)
 
     # ---------------------------------------------------------------- SYNTH
     def synthetic(
@@ -78,6 +81,8 @@ class Deliverer:
         detail = ctx.reason if ctx.synth is not None or ctx.blocked is not None else None
         status_member = format_cache_status(self.name, hit=False, fwd=ctx.fwd, detail=detail)
         self._decorate(ctx, headers, status_member)
+        if 300 <= status < 400:
+            headers["X-Cache"] = "Redirect from edgeproxy"
         no_body = _no_body(ctx.request.method, status)
         return EdgeResponse(
             status=status, headers=headers, body=body, content_length=len(body), no_body=no_body

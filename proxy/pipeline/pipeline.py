@@ -41,7 +41,7 @@ from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
 from proxy.observability.access_log import AccessLog
 from proxy.observability.stats import PipelineStats
-from proxy.origin.base import OriginError, OriginRequest, OriginResponse, OriginTimeoutError
+from proxy.origin.base import Origin, OriginError, OriginRequest, OriginResponse, OriginTimeoutError
 from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
@@ -82,6 +82,8 @@ _UNCACHEABLE = frozenset(
         NotStoredReason.VARY_STAR,
     }
 )
+# Fields of an origin error kept when an error page replaces its body.
+_ERROR_FIELDS = ("Cache-Control", "Expires", "Date", "Retry-After", "Vary", "Set-Cookie")
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a known length) are read whole, then written once
 REPLAYABLE_BODY = 1024 * 1024  # request bodies up to this size are buffered so a failover can resend them
 COLLAPSE_WAIT = 30.0  # longest a collapsed request waits for its leader before fetching on its own
@@ -148,6 +150,12 @@ class Pipeline:
                 ctx.blocked = verdict.reason
                 body = verdict.body or f"{verdict.status} {_reason_phrase(verdict.status)}\n"
                 return ctx, self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
+        policies = behaviour.policies
+        if policies is not None:
+            answer = policies.on_recv(request)
+            if answer is not None:
+                ctx.blocked = answer.reason
+                return ctx, self.deliver.synthetic(ctx, answer.status, answer.body, answer.headers)
         method = request.method
         if method not in behaviour.methods:
             ctx.synth = SynthReason.METHOD_NOT_ALLOWED
@@ -431,6 +439,11 @@ class Pipeline:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
         headers["Via"] = f"{via}, {self._via}" if via else self._via
+        target = request.target
+        policies = ctx.behaviour.policies if ctx.behaviour is not None else None
+        if policies is not None:
+            policies.origin_headers(headers)
+            target = policies.origin_target(request.path, request.query)
         capability = request.headers.get("Surrogate-Capability")
         mine = surrogate_capability(self.name)[1]
         headers["Surrogate-Capability"] = f"{capability}, {mine}" if capability else mine
@@ -438,7 +451,7 @@ class Pipeline:
         if not fill:
             request_body = _replay(body) if body is not None else request.body
         return OriginRequest(
-            method=method, target=request.target, headers=headers, body=request_body, viewer_host=request.host
+            method=method, target=target, headers=headers, body=request_body, viewer_host=request.host
         )
 
     async def _replayable_body(self, ctx: RequestContext) -> tuple[bool, bytes | None]:
@@ -517,6 +530,17 @@ class Pipeline:
             assert entry is not None
             await response.release()
             return self._serve_stale(ctx, entry, response.status)
+        policies = behaviour.policies
+        if (
+            policies is not None
+            and response.status in policies.error_pages
+            and ctx.request.method in CACHEABLE_METHODS
+        ):
+            assert ctx.tried is not None
+            answered_by = next(o for o, _ in group.members if o.name == ctx.tried[-1])
+            response = await self._error_page(
+                ctx, answered_by, response, policies.error_pages[response.status]
+            )
         if fill and entry is not None and response.status == 304:
             await response.release()
             if not freshens(entry.headers, response.headers.items()):
@@ -526,6 +550,36 @@ class Pipeline:
         if not fill:
             return self._pass_through(ctx, response)
         return await self._store_and_deliver(ctx, behaviour, response, request_time, response_time)
+
+    async def _error_page(
+        self, ctx: RequestContext, origin: Origin, response: OriginResponse, path: str
+    ) -> OriginResponse:
+        """``error_pages``: the page at ``path`` from the same origin, with the original status (and its
+        caching fields, so it is cached per error_ttl like the error itself). The original answer stands
+        when the page cannot be had."""
+        headers: CIMultiDict[str] = CIMultiDict({"Via": self._via, "X-Forwarded-For": ctx.request.client_ip})
+        try:
+            page = await origin.fetch(OriginRequest("GET", path, headers, viewer_host=ctx.request.host))
+        except OriginError:
+            return response
+        if page.status != 200:
+            await page.release()
+            return response
+        await response.release()
+        page_headers = CIMultiDict(page.headers)
+        for name in ("ETag", "Last-Modified", *_ERROR_FIELDS):
+            page_headers.popall(name, None)
+        for name in _ERROR_FIELDS:
+            for value in response.headers.getall(name, ()):
+                page_headers.add(name, value)
+        return OriginResponse(
+            status=response.status,
+            headers=page_headers,
+            body=page.body,
+            content_length=page.content_length,
+            reason=response.reason,
+            release=page.release,
+        )
 
     def _serve_stale(self, ctx: RequestContext, entry: CacheEntry, origin_status: int | None) -> EdgeResponse:
         ctx.result = CacheResult.STALE

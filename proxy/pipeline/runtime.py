@@ -16,6 +16,7 @@ from proxy.origin.group import OriginGroup
 from proxy.origin.health import HealthProber, OriginHealth, probe_targets
 from proxy.origin.http import HttpOrigin
 from proxy.origin.static import StaticOrigin
+from proxy.pipeline.policies import BehaviourPolicies
 from proxy.routing import Router
 from proxy.settings import BehaviourConfig, EdgeConfig, OriginConfig
 
@@ -33,6 +34,7 @@ class BehaviourRuntime:
     keys: KeyBuilder
     ttl: TTLPolicy | None
     group: OriginGroup | None  # the origins FETCH tries (a single origin is a group of one)
+    policies: BehaviourPolicies | None  # redirects, rewrites, header policies, CORS, error pages
     honour_request_cache_control: bool  # RFC 9111 §5.2.1 in plain mode; CloudFront ignores it under a ttl
 
 
@@ -104,6 +106,7 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 keys=KeyBuilder(behaviour.cache_key),
                 ttl=ttl,
                 group=groups[behaviour.origin] if behaviour.origin is not None else None,
+                policies=BehaviourPolicies.from_config(behaviour),
                 honour_request_cache_control=ttl is None,
             )
         )

@@ -50,6 +50,13 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].stale_while_revalidate",
     "behaviours[].stale_if_error",
     "behaviours[].error_ttl",
+    "behaviours[].error_pages",
+    "behaviours[].viewer_protocol",
+    "behaviours[].redirect",
+    "behaviours[].rewrite",
+    "behaviours[].request_headers",
+    "behaviours[].response_headers",
+    "behaviours[].cors",
     # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
     "server.trusted_proxies",
     "firewall",
