@@ -51,9 +51,14 @@ class Edge:
         self.shared = make_shared_store(shared) if shared is not None else None
         self.supervised = reuse_port  # a worker of the supervisor (server.workers > 1)
         bans = BanList()
+        # Bans, worker registry and the shield lock need Redis; a memcached shared tier is storage only.
         self.coordinator = (
-            Coordinator(shared.url, node=config.server.name, on_ban=bans.add) if shared is not None else None
+            Coordinator(shared.url, node=config.server.name, on_ban=bans.add)
+            if shared is not None and self.shared is not None and self.shared.supports_coordination
+            else None
         )
+        if config.cache.shield and self.coordinator is None:
+            raise ValueError("cache.shield needs a Redis shared tier (cache.shared.url: redis://…)")
         self.pipeline = Pipeline(
             self.runtime,
             self.memory,

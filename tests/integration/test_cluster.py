@@ -348,3 +348,26 @@ behaviours: [{{path: "*", origin: site}}]
             assert "cache.shared" in (await response.json())["error"]
     finally:
         await edge.stop()
+
+
+async def test_memcached_shared_tier_between_two_edges(
+    make_edge: EdgeFactory, origin: Origin, memcached_server: object
+) -> None:
+    origin.static("/mc", "from memcached", Cache_Control="max-age=120")
+    url = memcached_server.url  # type: ignore[attr-defined]
+    config = """
+server: {name: NAME, access_log: "off"}
+cache:
+  shared: {url: "{mc}", timeout: 500ms}
+origins: {app: {url: "{origin}"}}
+behaviours: [{path: "*", origin: app}]
+"""
+    edge_a = await make_edge(config.replace("NAME", "mc-a"), origin, mc=url)
+    edge_b = await make_edge(config.replace("NAME", "mc-b"), origin, mc=url)
+    await edge_a.get("/mc", headers=SITE)
+    shared = edge_a.edge.shared
+    assert shared is not None and edge_a.edge.coordinator is None
+    await wait_for(lambda: shared.stats()["sets"] >= 1)
+    hit, body = await edge_b.get("/mc", headers=SITE)
+    assert body == b"from memcached" and "detail=shared" in hit.headers["Cache-Status"]
+    assert origin.count("/mc") == 1
