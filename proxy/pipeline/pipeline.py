@@ -166,10 +166,10 @@ class Pipeline:
         ctx.result = CacheResult.BYPASS
         ctx.fwd = FwdReason.METHOD
         response = await self._forward(ctx, behaviour, fill=False, entry=None)
-        await self._invalidate(ctx, response)
+        self._invalidate(ctx, response)
         return ctx, response
 
-    async def _invalidate(self, ctx: RequestContext, response: EdgeResponse) -> None:
+    def _invalidate(self, ctx: RequestContext, response: EdgeResponse) -> None:
         """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI and the
         same-origin Location / Content-Location URIs."""
         if ctx.fwd_status is None:
@@ -189,7 +189,7 @@ class Pipeline:
             key = behaviour.keys.key(target.host, target.path, target.query, request.headers)
             self.memory.delete(key)
             if self.shared is not None:
-                await self.shared.delete(key)
+                self.background.spawn(self.shared.delete(key), name=f"shared delete {key}")
 
     # ---------------------------------------------------------------- HASH + LOOKUP
     def _lookup(self, ctx: RequestContext) -> tuple[CacheEntry | None, FwdReason]:
