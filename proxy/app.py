@@ -170,7 +170,7 @@ async def serve(
     """
     try:
         edge = Edge(config, reuse_port=reuse_port)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         print(f"edgeproxy: {exc}", file=sys.stderr)
         return 2
     try:

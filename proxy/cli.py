@@ -74,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         listen = _listen(getattr(args, "listen", None))
         config = _load(args)
+        if args.command == "check":
+            # Compiling the runtime resolves what only exists at run time (edge function modules).
+            from proxy.pipeline.runtime import build_runtime
+
+            build_runtime(config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         print(f"edgeproxy: {len(exc.problems)} problem(s) in the configuration", file=sys.stderr)

@@ -62,3 +62,4 @@ class SynthReason(StrEnum):
     ORIGIN_BROKEN = "origin-broken"  # malformed origin response → 502
     REDIRECT = "redirect"
     LOOP = "loop-detected"  # the request already passed through this edge (Via) → 508
+    FUNCTION_ERROR = "function-error"  # an edge function raised or timed out → 502

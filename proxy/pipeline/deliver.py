@@ -88,6 +88,13 @@ class Deliverer:
             status=status, headers=headers, body=body, content_length=len(body), no_body=no_body
         )
 
+    def generated(self, ctx: RequestContext, response: EdgeResponse) -> EdgeResponse:
+        """A response an edge function made in viewer_request: decorated like SYNTH, never stored."""
+        ctx.result = CacheResult.SYNTH
+        member = format_cache_status(self.name, hit=False, detail=ctx.reason)
+        self._decorate(ctx, response.headers, member)
+        return response
+
     # ---------------------------------------------------------------- from the cache
     def from_entry(self, ctx: RequestContext, entry: CacheEntry, *, hit: bool) -> EdgeResponse:
         """Serve a stored entry: a hit, a refreshed hit or a just-stored miss."""

@@ -23,6 +23,16 @@ from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.cache.storage import Storage
 from proxy.edge.client_address import FORWARDING_HEADERS, METHOD_OVERRIDE_HEADERS
+from proxy.functions import DEVICE_HEADER, Event, FunctionError, classify_device
+from proxy.functions import Response as FunctionResponse
+from proxy.functions.bridge import (
+    as_origin_response,
+    edge_response,
+    run_origin_request,
+    run_origin_response,
+    run_viewer_request,
+    run_viewer_response,
+)
 from proxy.http.cache_control import parse_cache_control, pragma_no_cache
 from proxy.http.dates import parse_http_date
 from proxy.http.error_caching import apply_error_ttl
@@ -137,37 +147,75 @@ class Pipeline:
     async def handle(self, request: EdgeRequest) -> tuple[RequestContext, EdgeResponse]:
         """Run the phases for one request; the response's body may still be streaming when this returns."""
         ctx = RequestContext(request, self._clock(), time.perf_counter())
+        response = await self._recv(ctx)
+        behaviour = ctx.behaviour
+        functions = behaviour.functions if behaviour is not None else None
+        if (
+            functions is not None
+            and functions.has(Event.VIEWER_RESPONSE)
+            and ctx.synth is not SynthReason.FUNCTION_ERROR
+        ):
+            # viewer_response: per viewer, after the cache (its changes are never stored).
+            try:
+                response = await run_viewer_response(functions, ctx.request, response)
+            except FunctionError:
+                response = self._function_failed(ctx)
+        return ctx, response
+
+    def _function_failed(self, ctx: RequestContext) -> EdgeResponse:
+        """An edge function raised or timed out (already logged, naming it): 502."""
+        ctx.synth = SynthReason.FUNCTION_ERROR
+        ctx.result = CacheResult.ERROR
+        return self.deliver.synthetic(ctx, 502, "Bad Gateway: an edge function failed\n")
+
+    async def _recv(self, ctx: RequestContext) -> EdgeResponse:
+        request = ctx.request
         behaviour = self.runtime.router.match(request.path)
         ctx.behaviour = behaviour
+        if self.runtime.needs_device:
+            # Edge-Viewer-Device: computed once, replacing whatever the viewer sent.
+            headers = CIMultiDict(request.headers)
+            headers[DEVICE_HEADER] = classify_device(headers.get("User-Agent"))
+            request.headers = headers
         via = request.headers.get("Via")
         if via is not None and _via_names(via, self.name):
             # This request already went through this edge: answering beats forwarding it in a loop.
             ctx.synth = SynthReason.LOOP
-            return ctx, self.deliver.synthetic(ctx, 508, "Loop Detected\n")
+            return self.deliver.synthetic(ctx, 508, "Loop Detected\n")
         for guard in self.guards:
             verdict = guard.check(ctx)
             if verdict is not None:
                 ctx.blocked = verdict.reason
                 body = verdict.body or f"{verdict.status} {_reason_phrase(verdict.status)}\n"
-                return ctx, self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
+                return self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
         policies = behaviour.policies
         if policies is not None:
             answer = policies.on_recv(request)
             if answer is not None:
                 ctx.blocked = answer.reason
-                return ctx, self.deliver.synthetic(ctx, answer.status, answer.body, answer.headers)
+                return self.deliver.synthetic(ctx, answer.status, answer.body, answer.headers)
+        functions = behaviour.functions
+        if functions is not None and functions.has(Event.VIEWER_REQUEST):
+            try:
+                step = await run_viewer_request(functions, request)
+            except FunctionError:
+                return self._function_failed(ctx)
+            if isinstance(step, FunctionResponse):
+                ctx.blocked = "edge-function"
+                return self.deliver.generated(ctx, edge_response(step, method=request.method))
+            ctx.request = request = step
         method = request.method
         if method not in behaviour.methods:
             ctx.synth = SynthReason.METHOD_NOT_ALLOWED
             extra = CIMultiDict({"Allow": behaviour.allow})
-            return ctx, self.deliver.synthetic(ctx, 405, "Method Not Allowed\n", extra)
+            return self.deliver.synthetic(ctx, 405, "Method Not Allowed\n", extra)
         if method in CACHEABLE_METHODS:
-            return ctx, await self._cacheable(ctx, behaviour)
+            return await self._cacheable(ctx, behaviour)
         ctx.result = CacheResult.BYPASS
         ctx.fwd = FwdReason.METHOD
         response = await self._forward(ctx, behaviour, fill=False, entry=None)
         self._invalidate(ctx, response)
-        return ctx, response
+        return response
 
     def _invalidate(self, ctx: RequestContext, response: EdgeResponse) -> None:
         """RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI and the
@@ -486,6 +534,8 @@ class Pipeline:
         if len(group.members) > 1:
             retryable, body = await self._replayable_body(ctx)
         ctx.tried = []
+        functions = behaviour.functions
+        generated = False
         failure: OriginError | None = None
         response: OriginResponse | None = None
         request_time = response_time = ctx.now
@@ -497,6 +547,16 @@ class Pipeline:
             ctx.tried.append(origin.name)
             origin_request = self._origin_request(ctx, fill, entry, body)
             request_time = self._clock()
+            if functions is not None and functions.has(Event.ORIGIN_REQUEST):
+                try:
+                    sent = await run_origin_request(functions, ctx.request, origin_request)
+                except FunctionError:
+                    return self._function_failed(ctx)
+                if isinstance(sent, FunctionResponse):
+                    # The function answered for the origin: stored by the usual rules, no health record.
+                    response, generated = as_origin_response(sent), True
+                    response_time = self._clock()
+                    break
             stats = self.stats
             stats.origin_requests += 1
             try:
@@ -541,6 +601,21 @@ class Pipeline:
             response = await self._error_page(
                 ctx, answered_by, response, policies.error_pages[response.status]
             )
+        if (
+            functions is not None
+            and not generated
+            and functions.has(Event.ORIGIN_RESPONSE)
+            and not (fill and entry is not None and response.status == 304)
+        ):
+            # origin_response: before STORE, so what the function changes is what gets cached.
+            try:
+                response = await run_origin_response(
+                    functions, ctx.request, response, max_body=self._object_limit
+                )
+            except FunctionError:
+                return self._function_failed(ctx)
+            except OriginError as exc:
+                return self._origin_failed(ctx, exc)
         if fill and entry is not None and response.status == 304:
             await response.release()
             if not freshens(entry.headers, response.headers.items()):

@@ -6,10 +6,12 @@ one origin client per configured origin. Nothing reads the config model per requ
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proxy.cache.keys import KeyBuilder
+from proxy.functions import DEVICE_HEADER, FunctionLoadError, FunctionSet
 from proxy.http.freshness import TTLPolicy
 from proxy.origin.base import Origin
 from proxy.origin.group import OriginGroup
@@ -18,7 +20,7 @@ from proxy.origin.http import HttpOrigin
 from proxy.origin.static import StaticOrigin
 from proxy.pipeline.policies import BehaviourPolicies
 from proxy.routing import Router
-from proxy.settings import BehaviourConfig, EdgeConfig, OriginConfig
+from proxy.settings import BehaviourConfig, ConfigError, ConfigProblem, EdgeConfig, OriginConfig
 
 CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 
@@ -35,7 +37,30 @@ class BehaviourRuntime:
     ttl: TTLPolicy | None
     group: OriginGroup | None  # the origins FETCH tries (a single origin is a group of one)
     policies: BehaviourPolicies | None  # redirects, rewrites, header policies, CORS, error pages
+    functions: FunctionSet | None  # edge functions (None: no event pays anything)
     honour_request_cache_control: bool  # RFC 9111 §5.2.1 in plain mode; CloudFront ignores it under a ttl
+
+
+def _functions(config: EdgeConfig, index: int, behaviour: BehaviourConfig) -> FunctionSet | None:
+    """The behaviour's edge functions, resolved now (a missing module is a config error, not a 502 later).
+    Modules are looked up on sys.path and beside the config file."""
+    if behaviour.functions is None:
+        return None
+    base = os.path.dirname(os.path.abspath(config.source_file)) if config.source_file != "<origin>" else "."
+    try:
+        return FunctionSet.from_config(behaviour.functions, paths=(base,))
+    except FunctionLoadError as exc:
+        problems = [
+            ConfigProblem(
+                config.source_file,
+                0,
+                0,
+                f"behaviours[{index}].functions.{p.event or ''}".rstrip("."),
+                p.reason,
+            )
+            for p in exc.problems
+        ]
+        raise ConfigError(problems) from exc
 
 
 @dataclass(slots=True)
@@ -47,6 +72,7 @@ class Runtime:
     health: Mapping[str, OriginHealth]
     groups: Mapping[str, OriginGroup]
     prober: HealthProber
+    needs_device: bool = False  # some behaviour keys on or runs functions with Edge-Viewer-Device
 
     async def start(self) -> None:
         """Start the active health probes; called once the event loop runs."""
@@ -92,7 +118,7 @@ def build_runtime(config: EdgeConfig) -> Runtime:
     health = {name: OriginHealth.for_origin(name, oc) for name, oc in config.origins.items()}
     groups = build_groups(config, origins, health)
     behaviours = []
-    for behaviour in config.behaviours:
+    for index, behaviour in enumerate(config.behaviours):
         methods = frozenset(m.upper() for m in behaviour.methods)
         ttl = None
         if behaviour.ttl is not None:
@@ -107,8 +133,20 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 ttl=ttl,
                 group=groups[behaviour.origin] if behaviour.origin is not None else None,
                 policies=BehaviourPolicies.from_config(behaviour),
+                functions=_functions(config, index, behaviour),
                 honour_request_cache_control=ttl is None,
             )
         )
     prober = HealthProber(probe_targets(config.origins, health))
-    return Runtime(router=Router(behaviours), origins=origins, health=health, groups=groups, prober=prober)
+    needs_device = any(
+        b.functions is not None or DEVICE_HEADER.lower() in (h.lower() for h in b.config.cache_key.headers)
+        for b in behaviours
+    )
+    return Runtime(
+        router=Router(behaviours),
+        origins=origins,
+        health=health,
+        groups=groups,
+        prober=prober,
+        needs_device=needs_device,
+    )

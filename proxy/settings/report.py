@@ -57,6 +57,7 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].request_headers",
     "behaviours[].response_headers",
     "behaviours[].cors",
+    "behaviours[].functions",
     # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
     "server.trusted_proxies",
     "firewall",
