@@ -28,6 +28,7 @@ from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.aiohttp_adapter import make_server
+from proxy.server.tls import TlsContext
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
 
 log = logging.getLogger("edgeproxy")
@@ -77,6 +78,9 @@ class Edge:
         self._shutdown_grace = shutdown_grace
         self._runner: web.ServerRunner | None = None
         self._admin_runner: web.AppRunner | None = None
+        self._tls_runner: web.ServerRunner | None = None
+        self.tls: TlsContext | None = None
+        self.tls_addresses: list[tuple[str, int]] = []
         self.addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
         self._retired: set[asyncio.Task[None]] = set()
@@ -98,10 +102,36 @@ class Edge:
         for bound in runner.addresses:
             host, port = bound[0], bound[1]
             self.addresses.append((host, port))
+        await self._start_tls()
         if self.coordinator is not None:
             await self.coordinator.start()
         await self._start_admin()
         return self.addresses
+
+    async def _start_tls(self, listen: ListenAddress | None = None) -> None:
+        """The HTTPS listener (``server.tls``): the same pipeline, requests marked ``https``."""
+        tls = self.config.server.tls
+        if tls is None:
+            return
+        self.tls = TlsContext(tls.cert, tls.key)
+        server = make_server(self.pipeline, self.config.server, scheme="https")
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._shutdown_grace)
+        await runner.setup()
+        self._tls_runner = runner
+        address = listen or tls.listen
+        site = web.TCPSite(
+            runner,
+            address.host,
+            address.port,
+            ssl_context=self.tls.context,
+            backlog=1024,
+            reuse_port=self._reuse_port or None,
+        )
+        await site.start()
+        self.tls_addresses = [(a[0], a[1]) for a in runner.addresses]
+        task = asyncio.get_running_loop().create_task(self.tls.watch(), name="tls certificate watch")
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     async def _start_admin(self, listen: ListenAddress | None = None) -> None:
         admin = self.config.admin
@@ -145,6 +175,9 @@ class Edge:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._tls_runner is not None:
+            await self._tls_runner.cleanup()
+            self._tls_runner = None
         for task in list(self._retired):
             task.cancel()
         if self.coordinator is not None:
@@ -193,7 +226,10 @@ async def serve(
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
-    shown = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses)
+    shown = ", ".join(
+        [f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses]
+        + [f"https://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in edge.tls_addresses]
+    )
     source = f"config {config.source_file}, pid {os.getpid()}"
     print(f"edgeproxy {config.server.name}: serving on {shown} ({source})", file=sys.stderr)
     if ready_fd is not None:

@@ -56,8 +56,10 @@ class HttpOrigin:
         read_timeout: float = 30.0,
         max_connections: int = 100,
         headers: dict[str, str] | None = None,
+        tls_verify: bool = True,
     ) -> None:
         self.name = name
+        self._tls_verify = tls_verify
         parsed = URL(url)
         self._base = str(parsed.with_path("").with_query(None).with_fragment(None)).rstrip("/")
         self._prefix = parsed.raw_path.rstrip("/")
@@ -78,7 +80,10 @@ class HttpOrigin:
         # Created lazily inside the running loop (aiohttp sessions bind to the loop they are made in).
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=self._max_connections, ttl_dns_cache=60
+                limit=self._max_connections,
+                limit_per_host=self._max_connections,
+                ttl_dns_cache=60,
+                ssl=self._tls_verify,  # https origins are verified unless the origin opted out
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

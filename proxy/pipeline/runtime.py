@@ -98,6 +98,7 @@ def make_origin(name: str, config: OriginConfig) -> Origin:
         read_timeout=config.read_timeout,
         max_connections=config.max_connections,
         headers=dict(config.headers),
+        tls_verify=config.tls_verify,
     )
 
 

@@ -558,6 +558,7 @@ class OriginConfig(_Model):
     max_connections: int = Field(default=100, ge=1)
     headers: HeaderMap = Field(default_factory=FrozenMap)
     health: HealthConfig | None = None
+    tls_verify: bool = True  # verify an https:// origin's certificate (false: accept any, e.g. self-signed)
 
     @field_validator("url")
     @classmethod

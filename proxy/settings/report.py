@@ -37,6 +37,8 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].ttl.*",
     "behaviours[].cache_key.*",
     "server.workers",
+    "server.tls",
+    "origins.*.tls_verify",
     "server.hosts",
     "server.limits.max_body_bytes",
     "admin",
