@@ -43,12 +43,12 @@ class BehaviourRuntime:
 
 def _functions(config: EdgeConfig, index: int, behaviour: BehaviourConfig) -> FunctionSet | None:
     """The behaviour's edge functions, resolved now (a missing module is a config error, not a 502 later).
-    Modules are looked up on sys.path and beside the config file."""
+    Modules are looked up on sys.path, beside the config file and in the working directory."""
     if behaviour.functions is None:
         return None
     base = os.path.dirname(os.path.abspath(config.source_file)) if config.source_file != "<origin>" else "."
     try:
-        return FunctionSet.from_config(behaviour.functions, paths=(base,))
+        return FunctionSet.from_config(behaviour.functions, paths=(base, os.getcwd()))
     except FunctionLoadError as exc:
         problems = [
             ConfigProblem(
