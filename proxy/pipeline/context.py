@@ -27,6 +27,7 @@ class RequestContext:
     started: float  # monotonic clock at arrival, for durations
     behaviour: BehaviourRuntime | None = None
     key: str | None = None
+    encoding: str = "identity"  # the coding bucket of a compress: true behaviour (br, gzip, identity)
     fill: bool = False  # the origin request is a cache fill (viewer conditionals and Range dropped)
     result: CacheResult = CacheResult.MISS
     fwd: FwdReason | None = None

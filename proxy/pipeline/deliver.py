@@ -188,6 +188,8 @@ class Deliverer:
             headers["Content-Range"] = f"bytes */{length}"
             headers.popall("Content-Type", None)
             return EdgeResponse(status=416, headers=headers, body=b"", content_length=0)
+        if len(ranges) > 1 and "Content-Encoding" in headers:
+            return None  # a multipart body under an outer coding would be misread: the whole body (§14.2)
         view = memoryview(body)
         if len(ranges) == 1:
             first, last = ranges[0]

@@ -9,6 +9,7 @@ the I/O (memory tier, origins, background refreshes).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from http import HTTPStatus
@@ -23,6 +24,17 @@ from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.cache.storage import Storage
 from proxy.edge.client_address import FORWARDING_HEADERS, METHOD_OVERRIDE_HEADERS
+from proxy.edge.compression import (
+    KEY_SUFFIXES,
+    add_vary_accept_encoding,
+    compress,
+    compressed_headers,
+    freshens_compressed,
+    key_suffix,
+    negotiate,
+    would_compress,
+)
+from proxy.edge.compression import MAX_SIZE as COMPRESS_MAX_SIZE
 from proxy.functions import DEVICE_HEADER, Event, FunctionError, classify_device
 from proxy.functions import Response as FunctionResponse
 from proxy.functions.bridge import (
@@ -51,7 +63,14 @@ from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
 from proxy.observability.access_log import AccessLog
 from proxy.observability.stats import PipelineStats
-from proxy.origin.base import Origin, OriginError, OriginRequest, OriginResponse, OriginTimeoutError
+from proxy.origin.base import (
+    Origin,
+    OriginError,
+    OriginProtocolError,
+    OriginRequest,
+    OriginResponse,
+    OriginTimeoutError,
+)
 from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
@@ -234,10 +253,12 @@ class Pipeline:
         )
         for target in targets:
             behaviour = self.runtime.router.match(target.path)
-            key = behaviour.keys.key(target.host, target.path, target.query, request.headers)
-            self.memory.delete(key)
-            if self.shared is not None:
-                self.background.spawn(self.shared.delete(key), name=f"shared delete {key}")
+            base = behaviour.keys.key(target.host, target.path, target.query, request.headers)
+            keys = [base + suffix for suffix in KEY_SUFFIXES] if behaviour.config.compress else [base]
+            for key in keys:
+                self.memory.delete(key)
+                if self.shared is not None:
+                    self.background.spawn(self.shared.delete(key), name=f"shared delete {key}")
 
     # ---------------------------------------------------------------- HASH + LOOKUP
     def _lookup(self, ctx: RequestContext) -> tuple[CacheEntry | None, FwdReason]:
@@ -272,7 +293,17 @@ class Pipeline:
 
     async def _cacheable(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
         request = ctx.request
-        ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
+        if behaviour.config.compress:
+            # One bucket per coding: the key holds at most one of br, gzip, identity, and the fill asks
+            # the origin with exactly that coding.
+            ctx.encoding = negotiate(request.headers)
+            headers = CIMultiDict(request.headers)
+            headers["Accept-Encoding"] = ctx.encoding
+            request.headers = headers
+            base = behaviour.keys.key(request.host, request.path, request.query, headers)
+            ctx.key = base + key_suffix(ctx.encoding)
+        else:
+            ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
         entry, miss_reason = self._lookup(ctx)
         if entry is None and self.shared is not None:
             entry = await self._lookup_shared(ctx)
@@ -618,13 +649,61 @@ class Pipeline:
                 return self._origin_failed(ctx, exc)
         if fill and entry is not None and response.status == 304:
             await response.release()
-            if not freshens(entry.headers, response.headers.items()):
+            check = freshens_compressed if self._compressed_by_us(ctx, entry) else freshens
+            if not check(entry.headers, response.headers.items()):
                 # RFC 9111 §4.3.4: the 304 is about another representation: fetch it whole.
                 return await self._forward(ctx, behaviour, fill=True, entry=None)
             return self._refreshed(ctx, behaviour, entry, response, request_time, response_time)
         if not fill:
             return self._pass_through(ctx, response)
+        if behaviour.config.compress:
+            try:
+                response = await self._maybe_compress(ctx, response)
+            except OriginError as exc:
+                ctx.not_stored = NotStoredReason.INCOMPLETE
+                return self._origin_failed(ctx, exc)
         return await self._store_and_deliver(ctx, behaviour, response, request_time, response_time)
+
+    def _compressed_by_us(self, ctx: RequestContext, entry: CacheEntry) -> bool:
+        """Whether ``entry`` holds a coding this edge made (its ETag is the weak form of the origin's)."""
+        if ctx.encoding == "identity":
+            return False
+        coding = next((v for k, v in entry.headers if k.lower() == "content-encoding"), None)
+        return coding is not None and coding.strip().lower() == ctx.encoding
+
+    async def _maybe_compress(self, ctx: RequestContext, response: OriginResponse) -> OriginResponse:
+        """``compress: true``: the variant for this viewer's coding bucket, compressed here when the origin
+        did not (gzip or br for compressible types within size bounds). The compressed bytes are what is
+        stored, under the key of the bucket; ranges then address them (RFC 9110 §14.1.1)."""
+        if not would_compress(
+            status=response.status,
+            headers=response.headers,
+            body_length=response.content_length,
+            method=ctx.request.method,
+        ):
+            return response
+        headers = CIMultiDict(response.headers)
+        add_vary_accept_encoding(headers)  # the identity variant varies on Accept-Encoding too
+        if ctx.encoding == "identity":
+            return dataclasses.replace(response, headers=headers)
+        try:
+            whole = await _read_all(response, COMPRESS_MAX_SIZE)
+        finally:
+            await response.release()
+        if whole is None:
+            raise OriginProtocolError("the origin sent more than its Content-Length")
+        if len(whole) > 256 * 1024:
+            body = await asyncio.to_thread(compress, whole, ctx.encoding)
+        else:
+            body = compress(whole, ctx.encoding)
+        compressed_headers(headers, ctx.encoding, len(body))
+        return OriginResponse(
+            status=response.status,
+            headers=headers,
+            body=_replay(body),
+            content_length=len(body),
+            reason=response.reason,
+        )
 
     async def _error_page(
         self, ctx: RequestContext, origin: Origin, response: OriginResponse, path: str
@@ -793,6 +872,10 @@ class Pipeline:
     ) -> EdgeResponse:
         """A 304 answered our revalidation: freshen the stored entry (RFC 9111 §4.3.4) and serve it."""
         merged = CIMultiDict(update_stored_headers(entry.headers, response.headers.items()))
+        if "accept-encoding" in entry.vary:
+            add_vary_accept_encoding(merged)
+        if self._compressed_by_us(ctx, entry):
+            compressed_headers(merged, ctx.encoding, len(entry.body))  # the merge put the strong tag back
         fresh, reason = self._entry_for(ctx, behaviour, entry.status, merged, request_time, response_time)
         ctx.result = CacheResult.REFRESH_HIT
         if fresh is None:

@@ -60,6 +60,7 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].response_headers",
     "behaviours[].cors",
     "behaviours[].functions",
+    "behaviours[].compress",
     # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
     "server.trusted_proxies",
     "firewall",

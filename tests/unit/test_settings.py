@@ -1014,9 +1014,9 @@ def test_inactive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             origin: api.example.com
             ttl: {default: 1h}
             cache_key: {query: {except: [a]}}
-            compress: true
+            forward: {headers: none}
         """
     )
-    assert report.inactive_keys(cfg) == ["behaviours[].compress"]
-    monkeypatch.setattr(report, "ACTIVE_KEYS", {*report.ACTIVE_KEYS, "behaviours[].compress"})
+    assert report.inactive_keys(cfg) == ["behaviours[].forward"]
+    monkeypatch.setattr(report, "ACTIVE_KEYS", {*report.ACTIVE_KEYS, "behaviours[].forward"})
     assert report.inactive_keys(cfg) == []
