@@ -178,14 +178,36 @@ class Pipeline:
             try:
                 response = await run_viewer_response(functions, ctx.request, response)
             except FunctionError:
-                response = self._function_failed(ctx)
+                response = await self._function_failed(ctx)
         return ctx, response
 
-    def _function_failed(self, ctx: RequestContext) -> EdgeResponse:
-        """An edge function raised or timed out (already logged, naming it): 502."""
+    async def _function_failed(self, ctx: RequestContext) -> EdgeResponse:
+        """An edge function raised or timed out (already logged, naming it): 502, or the behaviour's
+        configured error page for 502 (served from its origin, status kept)."""
         ctx.synth = SynthReason.FUNCTION_ERROR
         ctx.result = CacheResult.ERROR
+        behaviour = ctx.behaviour
+        policies = behaviour.policies if behaviour is not None else None
+        if behaviour is not None and behaviour.group is not None and policies is not None:
+            path = policies.error_pages.get(502)
+            if path is not None:
+                page = await self._page(ctx, behaviour.group.primary[0], path)
+                if page is not None:
+                    page.status = 502
+                    return self.deliver.from_origin(ctx, page, stream=_released(page), body=None)
         return self.deliver.synthetic(ctx, 502, "Bad Gateway: an edge function failed\n")
+
+    async def _page(self, ctx: RequestContext, origin: Origin, path: str) -> OriginResponse | None:
+        """GET ``path`` from ``origin`` for an error page; None unless it answered 200."""
+        headers: CIMultiDict[str] = CIMultiDict({"Via": self._via, "X-Forwarded-For": ctx.request.client_ip})
+        try:
+            page = await origin.fetch(OriginRequest("GET", path, headers, viewer_host=ctx.request.host))
+        except OriginError:
+            return None
+        if page.status != 200:
+            await page.release()
+            return None
+        return page
 
     async def _recv(self, ctx: RequestContext) -> EdgeResponse:
         request = ctx.request
@@ -218,7 +240,7 @@ class Pipeline:
             try:
                 step = await run_viewer_request(functions, request)
             except FunctionError:
-                return self._function_failed(ctx)
+                return await self._function_failed(ctx)
             if isinstance(step, FunctionResponse):
                 ctx.blocked = "edge-function"
                 return self.deliver.generated(ctx, edge_response(step, method=request.method))
@@ -582,7 +604,7 @@ class Pipeline:
                 try:
                     sent = await run_origin_request(functions, ctx.request, origin_request)
                 except FunctionError:
-                    return self._function_failed(ctx)
+                    return await self._function_failed(ctx)
                 if isinstance(sent, FunctionResponse):
                     # The function answered for the origin: stored by the usual rules, no health record.
                     response, generated = as_origin_response(sent), True
@@ -644,7 +666,7 @@ class Pipeline:
                     functions, ctx.request, response, max_body=self._object_limit
                 )
             except FunctionError:
-                return self._function_failed(ctx)
+                return await self._function_failed(ctx)
             except OriginError as exc:
                 return self._origin_failed(ctx, exc)
         if fill and entry is not None and response.status == 304:
@@ -711,13 +733,8 @@ class Pipeline:
         """``error_pages``: the page at ``path`` from the same origin, with the original status (and its
         caching fields, so it is cached per error_ttl like the error itself). The original answer stands
         when the page cannot be had."""
-        headers: CIMultiDict[str] = CIMultiDict({"Via": self._via, "X-Forwarded-For": ctx.request.client_ip})
-        try:
-            page = await origin.fetch(OriginRequest("GET", path, headers, viewer_host=ctx.request.host))
-        except OriginError:
-            return response
-        if page.status != 200:
-            await page.release()
+        page = await self._page(ctx, origin, path)
+        if page is None:
             return response
         await response.release()
         page_headers = CIMultiDict(page.headers)

@@ -57,6 +57,10 @@ behaviours:
   - path: /slow/*
     origin: app
     functions: {viewer_request: MODULE:slow}
+  - path: /pretty/*
+    origin: app
+    error_pages: {502: /errors/502.html}
+    functions: {viewer_request: MODULE:broken}
   - path: /device/*
     origin: app
     ttl: {default: 60s}
@@ -162,3 +166,13 @@ async def test_device_variants_one_origin_fetch_per_class(
         bodies.append(body)
     assert bodies == [b"mobile", b"mobile", b"desktop", b"mobile", b"desktop"]
     assert origin.count("/device/page") == 2  # one fetch per device class, not per User-Agent
+
+
+async def test_failing_function_serves_the_configured_error_page(
+    make_edge: EdgeFactory, origin: Origin, module: str
+) -> None:
+    origin.static("/errors/502.html", "<h1>we are fixing it</h1>", Content_Type="text/html")
+    edge = await make_edge(CONFIG.replace("MODULE", module), origin)
+    response, body = await edge.get("/pretty/x")
+    assert response.status == 502 and body == b"<h1>we are fixing it</h1>"
+    assert response.headers["Content-Type"].startswith("text/html")
