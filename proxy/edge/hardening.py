@@ -33,6 +33,7 @@ from proxy.settings import DEFAULT_METHODS, ServerConfig
 __all__ = ["Answer", "HostMatcher", "RequestPolicy", "Target", "split_host"]
 
 _ALLOW = ", ".join(DEFAULT_METHODS)
+_VALID_HOSTS: set[str] = set()  # Host values already checked (they repeat: skip the regex per request)
 _HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::[0-9]{0,5})?")
 
 
@@ -151,9 +152,7 @@ class RequestPolicy:
             return _VERSION
         if method == "CONNECT":
             return _CONNECT
-        size = len(method) + len(target) + 12
-        for name, value in raw_headers:
-            size += len(name) + len(value) + 4
+        size = len(method) + len(target) + 12 + sum([len(n) + len(v) + 4 for n, v in raw_headers])
         if size > self.max_header_bytes:
             return _TOO_LARGE_HEAD
         framing = _framing_problem(version, headers)
@@ -163,8 +162,12 @@ class RequestPolicy:
         if len(hosts) > 1:
             return _BAD_HOST
         host = hosts[0].strip() if hosts else ""
-        if host and not _HOST_RE.fullmatch(host):
-            return _BAD_HOST
+        if host and host not in _VALID_HOSTS:
+            if not _HOST_RE.fullmatch(host):
+                return _BAD_HOST
+            if len(_VALID_HOSTS) >= 1024:
+                _VALID_HOSTS.clear()
+            _VALID_HOSTS.add(host)
         if target.startswith("/"):
             if "#" in target:
                 return _BAD_TARGET

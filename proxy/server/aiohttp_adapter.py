@@ -126,16 +126,16 @@ def make_handler(pipeline: Pipeline, scheme: str = "http", policy: RequestPolicy
         )
         if isinstance(screened, Answer):
             return await _answer(request, pipeline, to_edge_request(request, scheme), screened)
-        meter = _BodyMeter()
+        meter = _BodyMeter() if request.body_exists else None
         edge_request = to_edge_request(request, scheme, screened, active, meter)
         try:
             ctx, response = await pipeline.handle(edge_request)
         except Exception:
-            if meter.refused is not None:
+            if meter is not None and meter.refused is not None:
                 return await _answer(request, pipeline, edge_request, meter.refused)
             log.exception("unhandled error in the pipeline for %s %s", request.method, request.path)
             return web.Response(status=500, text="Internal Server Error\n", headers={"Server": "edgeproxy"})
-        if meter.refused is not None:
+        if meter is not None and meter.refused is not None:
             # The viewer's body broke a limit while the pipeline forwarded it: answer that, not the
             # origin failure it caused.
             if response.stream is not None and hasattr(response.stream, "aclose"):
