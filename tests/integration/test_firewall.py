@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from proxy.edge import guard_stats
 from tests.conftest import EdgeFactory, Origin, RunningEdge
+from tests.geo_db import write_country_db
 
 ViewerFactory = Callable[[str], aiohttp.ClientSession]
 
@@ -274,22 +274,6 @@ async def test_rate_limit_by_header(make_edge: EdgeFactory, origin: Origin, view
 
 
 # ----------------------------------------------------------------------------------- geo
-
-
-def write_country_db(path: Path, countries: Mapping[str, str]) -> Path:
-    """A MaxMind DB (GeoLite2-Country layout) mapping each network to a country code."""
-    try:
-        from mmdb_writer import MMDBWriter
-        from netaddr import IPSet
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("mmdb-writer is not installed (it is a test dependency)", pytrace=False)
-        pytest.skip("mmdb-writer is not installed")
-    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-Country", ipv4_compatible=True)
-    for network, country in countries.items():
-        writer.insert_network(IPSet([network]), {"country": {"iso_code": country}})
-    writer.to_db_file(str(path))
-    return path
 
 
 async def test_geo_restriction_and_country_in_the_cache_key(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +13,7 @@ from proxy.edge.geo import COUNTRY_HEADER, CountryDatabase, GeoGuard, country_of
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest
 from proxy.settings import ConfigError, parse_config
-
-
-def write_country_db(path: Path, countries: Mapping[str, str]) -> Path:
-    """A MaxMind DB (GeoLite2-Country layout) mapping each network to a country code."""
-    try:
-        from mmdb_writer import MMDBWriter
-        from netaddr import IPSet
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("mmdb-writer is not installed (it is a test dependency)", pytrace=False)
-        pytest.skip("mmdb-writer is not installed")
-    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-Country", ipv4_compatible=True)
-    for network, country in countries.items():
-        writer.insert_network(IPSet([network]), {"country": {"iso_code": country}})
-    writer.to_db_file(str(path))
-    return path
+from tests.geo_db import write_country_db
 
 
 @pytest.fixture
