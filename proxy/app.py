@@ -24,6 +24,7 @@ from proxy.cache.coordination import Coordinator
 from proxy.cache.memory import MemoryStore
 from proxy.cache.shared import make_shared_store
 from proxy.edge import build_guards
+from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
@@ -105,6 +106,7 @@ class Edge:
         await self._start_tls()
         if self.coordinator is not None:
             await self.coordinator.start()
+            self._share_rate_limits(self.coordinator)
         await self._start_admin()
         return self.addresses
 
@@ -132,6 +134,15 @@ class Edge:
         task = asyncio.get_running_loop().create_task(self.tls.watch(), name="tls certificate watch")
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
+
+    def _share_rate_limits(self, coordinator: Coordinator) -> None:
+        """With Redis, ``firewall.rate_limit`` budgets are shared by every worker and node."""
+        for guard in self.pipeline.guards:
+            if isinstance(guard, RateLimitGuard):
+                sync = RateLimitSync(guard, coordinator.client)
+                task = asyncio.get_running_loop().create_task(sync.run(), name="rate-limit sync")
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
 
     async def _start_admin(self, listen: ListenAddress | None = None) -> None:
         admin = self.config.admin

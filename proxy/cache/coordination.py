@@ -73,6 +73,11 @@ class Coordinator:
         self._seen_score = 0.0  # newest ban creation time read from the sorted set
         self.stats_provider: Callable[[], dict[str, Any]] | None = None
 
+    @property
+    def client(self) -> Any:
+        """The Redis client (for other cluster-wide state, such as shared rate limits)."""
+        return self._client
+
     async def start(self) -> None:
         """Start the subscriber, the poller and the heartbeat (owned tasks, stopped by ``close``)."""
         loop = asyncio.get_running_loop()

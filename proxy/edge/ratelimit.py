@@ -13,9 +13,13 @@ read when the request arrived (``ctx.started``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import math
+import time
 from collections import OrderedDict
+from typing import Any
 
 from multidict import CIMultiDict
 
@@ -26,6 +30,8 @@ from proxy.pipeline.guards import Verdict
 from proxy.settings import RateLimitConfig
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "BucketTable", "RateLimitGuard", "TokenBucket", "client_key"]
+
+log = logging.getLogger("edgeproxy")
 
 DEFAULT_MAX_CLIENTS = 65_536  # about 16 MiB of buckets at most, per worker
 _MAX_KEY_CHARS = 256
@@ -40,15 +46,19 @@ class TokenBucket:
         self.tokens = tokens
         self.updated = updated
 
+    def refill(self, now: float, rate: float, burst: float) -> None:
+        """Add the tokens earned since ``updated`` (at most ``burst``)."""
+        elapsed = now - self.updated
+        if elapsed > 0:
+            self.tokens = min(burst, self.tokens + elapsed * rate)
+            self.updated = now
+
     def take(self, now: float, rate: float, burst: float) -> float:
         """Take one token at ``now``; 0.0 when granted, else the seconds until a token will be there.
 
         ``rate`` is tokens per second, ``burst`` the capacity. A clock that goes backwards adds nothing.
         """
-        elapsed = now - self.updated
-        if elapsed > 0:
-            self.tokens = min(burst, self.tokens + elapsed * rate)
-            self.updated = now
+        self.refill(now, rate, burst)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
@@ -87,6 +97,16 @@ class BucketTable:
             buckets.move_to_end(key)
         return bucket.take(now, self.rate, self.burst)
 
+    def charge(self, key: str, tokens: float, now: float) -> None:
+        """Remove ``tokens`` that other workers granted ``key`` from its bucket here (it may go negative:
+        the client then waits until the cluster-wide budget refills)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.burst, now)
+            self._buckets[key] = bucket
+        bucket.refill(now, self.rate, self.burst)
+        bucket.tokens -= tokens
+
 
 def client_key(by: str, client_ip: str, headers_value: str | None) -> str:
     """The bucket key for a request: ``ip:<address>`` (IPv6 clients by their /64, since one host usually
@@ -110,19 +130,38 @@ def _address_key(client_ip: str) -> str:
 
 
 class RateLimitGuard:
-    """RECV guard for ``firewall.rate_limit``: 429 (reason ``rate-limited``) with ``Retry-After``."""
+    """RECV guard for ``firewall.rate_limit``: 429 (reason ``rate-limited``) with ``Retry-After``.
+
+    With a shared tier the budget is shared by every worker and node (``RateLimitSync``): each worker
+    decides locally (no I/O per request), reports the tokens it granted and is charged for those the others
+    granted, every ``SYNC_INTERVAL``. So a client's budget holds across the cluster within one sync period;
+    a worker that has not seen a client before may grant it up to one burst before it learns of the others.
+    """
 
     def __init__(self, config: RateLimitConfig, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
         self.by = config.by
         self._header = config.by.partition(":")[2] if config.by != "ip" else None
         self.table = BucketTable(config.requests, config.per, config.burst, max_clients)
         self.limited = 0
+        self.shared = False  # set by RateLimitSync: then granted tokens are reported and debts charged
+        self.granted: dict[str, int] = {}  # tokens granted per client since the last sync
+        self.debts: dict[str, float] = {}  # tokens other workers granted, not yet charged here
 
     def check(self, ctx: RequestContext) -> Verdict | None:
         """Take a token for the request's client; 429 when there is none."""
         request = ctx.request
         value = request.headers.get(self._header) if self._header is not None else None
-        wait = self.table.take(client_key(self.by, request.client_ip, value), ctx.started)
+        key = client_key(self.by, request.client_ip, value)
+        if self.shared:
+            debt = self.debts.pop(key, None)
+            if debt:
+                self.table.charge(key, debt, ctx.started)
+        wait = self.table.take(key, ctx.started)
+        if self.shared:
+            if wait <= 0.0:
+                self.granted[key] = self.granted.get(key, 0) + 1
+            elif key not in self.granted and len(self.granted) < self.table.max_clients:
+                self.granted[key] = 0  # known here: keep learning what the others grant it
         if wait <= 0.0:
             return None
         self.limited += 1
@@ -135,3 +174,73 @@ class RateLimitGuard:
             "blocked": {"rate-limited": self.limited},
             "rate_limit": {"clients": len(self.table), "evicted": self.table.evicted},
         }
+
+
+SYNC_INTERVAL = 0.1  # seconds between two exchanges of granted tokens through the shared tier
+_PREFIX = "edgeproxy:v1:rl:"
+
+
+class RateLimitSync:
+    """Shares a ``RateLimitGuard``'s budget through Redis: an owned task that, every ``interval``, adds the
+    tokens this worker granted to a per-client counter of the current window and charges the guard with
+    what the other workers and nodes granted in that window. A window is the time a full burst takes to
+    refill (older grants no longer matter: the bucket would have refilled); counters expire after two
+    windows. Redis being unavailable only makes the limit per worker until it returns.
+    """
+
+    def __init__(
+        self, guard: RateLimitGuard, client: Any, *, interval: float = SYNC_INTERVAL, clock: Any = time.time
+    ) -> None:
+        self.guard = guard
+        self.client = client
+        self.interval = interval
+        self._clock = clock
+        table = guard.table
+        self.window = max(1.0, table.burst / table.rate)
+        self._expiry_ms = int(self.window * 2000)
+        self._state: dict[str, tuple[int, int, int]] = {}  # key -> (window, granted here, charged here)
+        self.exchanges = 0
+        guard.shared = True
+
+    async def run(self) -> None:
+        """Exchange every ``interval`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.exchange()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down or slow: the limit stays local meanwhile
+                log.debug("rate-limit sync failed: %s", exc)
+
+    async def exchange(self) -> None:
+        """One exchange: report what was granted here, learn what was granted elsewhere."""
+        guard = self.guard
+        granted, guard.granted = guard.granted, {}
+        if not granted:
+            return
+        window = int(self._clock() // self.window)
+        suffix = f":{window}"
+        async with asyncio.timeout(1.0):
+            pipe = self.client.pipeline(transaction=False)
+            for key, count in granted.items():
+                pipe.incrby(_PREFIX + key + suffix, count)
+                pipe.pexpire(_PREFIX + key + suffix, self._expiry_ms)
+            replies = await pipe.execute()
+        state = self._state
+        for index, (key, count) in enumerate(granted.items()):
+            total = int(replies[2 * index])
+            seen_window, own, charged = state.get(key, (window, 0, 0))
+            if seen_window != window:
+                own, charged = 0, 0
+            own += count
+            others = total - own  # what the rest of the cluster granted this client in this window
+            if others > charged:
+                guard.debts[key] = guard.debts.get(key, 0.0) + (others - charged)
+                charged = others
+            state[key] = (window, own, charged)
+            if count > 0 or others > 0:
+                guard.granted.setdefault(key, 0)  # still active somewhere: keep exchanging
+        if len(state) > 4 * guard.table.max_clients:
+            state.clear()
+        self.exchanges += 1

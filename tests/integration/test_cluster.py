@@ -371,3 +371,30 @@ behaviours: [{path: "*", origin: app}]
     hit, body = await edge_b.get("/mc", headers=SITE)
     assert body == b"from memcached" and "detail=shared" in hit.headers["Cache-Status"]
     assert origin.count("/mc") == 1
+
+
+async def test_rate_limit_budget_shared_by_two_edges(
+    make_edge: EdgeFactory, origin: Origin, redis_server: RedisServer
+) -> None:
+    from proxy.edge.ratelimit import RateLimitGuard
+
+    origin.static("/rl", "ok")
+    config = """
+server: {name: NAME, access_log: "off"}
+cache: {shared: {url: "{redis}", timeout: 500ms}}
+firewall: {rate_limit: {requests: 4, per: 1h, burst: 4, by: ip}}
+origins: {app: {url: "{origin}"}}
+behaviours: [{path: "*", origin: app}]
+"""
+    edge_a = await make_edge(config.replace("NAME", "rl-a"), origin, redis=redis_server.url)
+    edge_b = await make_edge(config.replace("NAME", "rl-b"), origin, redis=redis_server.url)
+    guard_a = next(g for g in edge_a.edge.pipeline.guards if isinstance(g, RateLimitGuard))
+    guard_b = next(g for g in edge_b.edge.pipeline.guards if isinstance(g, RateLimitGuard))
+    assert (await edge_b.get("/rl"))[0].status == 200  # edge B knows the client now
+    for _ in range(3):
+        assert (await edge_a.get("/rl"))[0].status == 200
+    # Both edges learn what the other granted (a budget of 4 in all, cluster-wide).
+    await wait_for(lambda: sum(guard_b.debts.values()) >= 3, timeout=10)
+    await wait_for(lambda: sum(guard_a.debts.values()) >= 1, timeout=10)
+    assert (await edge_b.get("/rl"))[0].status == 429
+    assert (await edge_a.get("/rl"))[0].status == 429
