@@ -67,6 +67,7 @@ class Edge:
             name=config.server.name,
             access_log=self.access_log,
             collapse=config.cache.collapse,
+            show_key=config.cache.status_key,
             shared=self.shared,
             shared_object_limit=shared.max_object_bytes if shared is not None else 0,
             guards=build_guards(config),

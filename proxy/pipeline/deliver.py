@@ -50,8 +50,9 @@ def _strip_purge_tags(headers: CIMultiDict[str]) -> None:
 class Deliverer:
     """Builds viewer responses for one edge (``name`` is this cache's name in Via and Cache-Status)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, show_key: bool = False) -> None:
         self.name = name
+        self.show_key = show_key  # cache.status_key: key="…" in Cache-Status (RFC 9211 §2.7)
         self._via = f"1.1 {name}"
         self._hit_members: dict[int, str] = {}
 
@@ -102,8 +103,10 @@ class Deliverer:
         age = entry.age(ctx.now)
         ctx.ttl = entry.ttl - age
         member: str | None
-        if hit and ctx.shared_hit:
-            member = format_cache_status(self.name, hit=True, ttl=ctx.ttl, detail="shared")
+        key = ctx.key if self.show_key else None
+        if hit and (ctx.shared_hit or key is not None):
+            detail = "shared" if ctx.shared_hit else None
+            member = format_cache_status(self.name, hit=True, ttl=ctx.ttl, key=key, detail=detail)
         elif hit:
             # The hit member depends only on the whole seconds of ttl left: build each one once.
             remaining = int(ctx.ttl // 1)
@@ -122,6 +125,7 @@ class Deliverer:
                 ttl=ctx.ttl,
                 stored=ctx.stored,
                 collapsed=ctx.collapsed,
+                key=key,
                 detail=ctx.not_stored.value if ctx.not_stored is not None else None,
             )
         headers = CIMultiDict(entry.headers)
@@ -230,6 +234,7 @@ class Deliverer:
             fwd_status=response.status,
             ttl=ctx.ttl if ctx.stored else None,
             stored=ctx.stored,
+            key=ctx.key if self.show_key else None,
             detail=ctx.not_stored.value if ctx.not_stored is not None else None,
         )
         self._decorate(ctx, headers, member)

@@ -131,6 +131,7 @@ class Pipeline:
         name: str,
         access_log: AccessLog,
         collapse: bool = True,
+        show_key: bool = False,
         shared: Storage | None = None,
         shared_object_limit: int = 0,
         guards: Sequence[Guard] = (),
@@ -156,7 +157,7 @@ class Pipeline:
         self._clock = clock
         self._monotonic = monotonic
         self._via = f"1.1 {name}"
-        self.deliver = Deliverer(name)
+        self.deliver = Deliverer(name, show_key=show_key)
 
     async def close(self) -> None:
         """Stop background refreshes and fills; called once at shutdown."""

@@ -513,6 +513,7 @@ class CacheConfig(_Model):
     shared: SharedConfig | None = None
     collapse: bool = True
     shield: bool = False
+    status_key: bool = False  # add key="…" to Cache-Status (RFC 9211 §2.7); the key may hold cookie values
 
     @model_validator(mode="after")
     def _shield_needs_shared(self) -> Self:

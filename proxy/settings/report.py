@@ -47,6 +47,7 @@ ACTIVE_KEYS: set[str] = {
     "server.limits.max_header_bytes",
     "server.limits.client_timeout",
     "cache.collapse",
+    "cache.status_key",
     "origins.*.health",
     "origin_groups",
     "behaviours[].stale_while_revalidate",

@@ -496,3 +496,18 @@ async def test_request_body_streams_with_its_length(make_edge: EdgeFactory, orig
     response, _ = await edge.get("/upload", method="PUT", data=b"z" * 300_000)
     assert response.status == 200
     assert received == [("300000", None, 300_000)]
+
+
+async def test_cache_status_key_is_opt_in(make_edge: EdgeFactory, origin: Origin) -> None:
+    origin.static("/k", "k", Cache_Control="max-age=60")
+    plain = await make_edge(ONE_BEHAVIOUR, origin)
+    response, _ = await plain.get("/k?b=2&a=1", headers={"Host": "www.example.test"})
+    assert "key=" not in response.headers["Cache-Status"]
+    keyed = await make_edge(ONE_BEHAVIOUR.replace("server:", "cache: {status_key: true}\nserver:"), origin)
+    miss, _ = await keyed.get("/k?b=2&a=1", headers={"Host": "www.example.test"})
+    hit, _ = await keyed.get("/k?a=1&b=2", headers={"Host": "www.example.test"})
+    assert 'key="www.example.test/k?a=1&b=2"' in miss.headers["Cache-Status"]
+    assert (
+        hit.headers["Cache-Status"].startswith("edge-t; hit")
+        and 'key="www.example.test/k?a=1&b=2"' in (hit.headers["Cache-Status"])
+    )
