@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 
 class OriginError(Exception):
@@ -39,6 +39,8 @@ class OriginRequest:
     headers: CIMultiDict[str]
     body: AsyncIterator[bytes] | None = None
     viewer_host: str = ""  # the viewer's Host, for host_header: viewer
+    # Called with each 1xx interim response (103 Early Hints) the origin sends before the final one.
+    on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
 
 
 async def _no_release() -> None:

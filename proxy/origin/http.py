@@ -9,10 +9,14 @@ pipeline can answer 502/504 (and, later, fail over).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
+from aiohttp.connector import Connection
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from proxy.http.headers import strip_hop_by_hop
@@ -26,6 +30,41 @@ from proxy.origin.base import (
 )
 
 READ_CHUNK = 64 * 1024
+
+InterimHook = Callable[[int, CIMultiDictProxy[str]], None]
+# The hook of the request being fetched in this task: aiohttp creates the response object itself, so the
+# per-request callback travels in a context variable rather than an argument.
+_interim_hook: contextvars.ContextVar[InterimHook | None] = contextvars.ContextVar(
+    "interim_hook", default=None
+)
+
+
+class InterimAwareResponse(aiohttp.ClientResponse):
+    """aiohttp's response, but 1xx interim responses the origin sends before the final one (103 Early
+    Hints) are handed to the request's hook as they arrive, instead of being dropped (RFC 9110 §15.2: a
+    proxy forwards them). 100 Continue belongs to this hop and 101 is an upgrade: neither is relayed."""
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        hook = _interim_hook.get()
+        protocol = connection.protocol
+        if hook is None or protocol is None:
+            return await super().start(connection)
+        original = protocol.read
+
+        async def read() -> Any:
+            message, payload = await original()
+            if 101 < message.code < 200:
+                with contextlib.suppress(Exception):  # a viewer gone away must not break the exchange
+                    hook(message.code, message.headers)
+            return message, payload
+
+        protocol.read = read  # type: ignore[method-assign]
+        try:
+            return await super().start(connection)
+        finally:
+            del protocol.read
+
+
 # aiohttp adds these unless told not to; the viewer's own values (if any) are forwarded instead.
 _SKIP_AUTO_HEADERS = ("Accept-Encoding", "User-Agent", "Content-Type")
 
@@ -87,6 +126,7 @@ class HttpOrigin:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                response_class=InterimAwareResponse,
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
@@ -109,6 +149,7 @@ class HttpOrigin:
         for name, value in self._extra_headers:
             headers[name] = value
         url = URL(self._base + self._prefix + request.target, encoded=True)
+        token = _interim_hook.set(request.on_interim)
         try:
             response = await self._client().request(
                 request.method,
@@ -120,6 +161,8 @@ class HttpOrigin:
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise translate_client_error(exc) from exc
+        finally:
+            _interim_hook.reset(token)
         out_headers = CIMultiDict(response.headers)
         strip_hop_by_hop(out_headers)
         # The adapter frames the body itself; the origin's Content-Length stays valid since bytes are

@@ -30,6 +30,8 @@ class EdgeRequest:
     version: tuple[int, int] = (1, 1)
     body: AsyncIterator[bytes] | None = None
     content_length: int | None = None
+    # Set by the adapter: relays a 1xx interim response (103 Early Hints) to the viewer before the final one.
+    on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
 
     @property
     def target(self) -> str:

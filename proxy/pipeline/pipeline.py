@@ -553,7 +553,12 @@ class Pipeline:
         if not fill:
             request_body = _replay(body) if body is not None else request.body
         return OriginRequest(
-            method=method, target=target, headers=headers, body=request_body, viewer_host=request.host
+            method=method,
+            target=target,
+            headers=headers,
+            body=request_body,
+            viewer_host=request.host,
+            on_interim=request.on_interim,
         )
 
     async def _replayable_body(self, ctx: RequestContext) -> tuple[bool, bytes | None]:

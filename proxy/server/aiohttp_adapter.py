@@ -21,10 +21,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.edge.hardening import Answer, RequestPolicy, Target
 from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
+from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
@@ -105,7 +106,36 @@ def to_edge_request(
         version=(request.version.major, request.version.minor),
         body=_request_body(request, policy, meter) if has_body else None,
         content_length=request.content_length,
+        on_interim=_interim_relay(request) if request.version >= (1, 1) else None,
     )
+
+
+def _interim_relay(request: BaseRequest) -> Callable[[int, CIMultiDictProxy[str]], None]:
+    """A callback that writes a 1xx interim response (103 Early Hints) to the viewer at once, before the
+    final response (RFC 9110 §15.2: HTTP/1.0 viewers never get one). Hop-by-hop fields are not relayed."""
+
+    def relay(status: int, headers: CIMultiDictProxy[str]) -> None:
+        transport = request.transport
+        if transport is None or transport.is_closing() or request.writer.output_size > 0:
+            return  # the final response has started (or the viewer left): too late for a hint
+        connection_tokens = {token.lower() for token in parse_list_header(headers.getall("Connection", ()))}
+        lines = [f"HTTP/1.1 {status} {_phrase(status)}\r\n"]
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP or lowered in connection_tokens:
+                continue
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        transport.write("".join(lines).encode("utf-8", "surrogateescape"))
+
+    return relay
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Informational"
 
 
 def make_handler(pipeline: Pipeline, scheme: str = "http", policy: RequestPolicy | None = None) -> Handler:

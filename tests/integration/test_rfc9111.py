@@ -1175,7 +1175,6 @@ async def test_interim_response_does_not_break_the_exchange(
     assert reused.startswith(b"HTTP/1.1 200") and b" 103 " not in reused
 
 
-@pytest.mark.xfail(strict=True, reason="needs origin client and server adapter: relay 1xx interim responses")
 async def test_early_hints_are_relayed_to_the_viewer(make_edge: EdgeFactory, hints_origin: RawOrigin) -> None:
     """RFC 9110 §15.2: an intermediary forwards 1xx interim responses (103 Early Hints) it receives for a
     request to that request's client, before the final response."""
