@@ -71,7 +71,10 @@ ERROR_CASES = [
     ),
     pytest.param(
         MINIMAL + "cache:\n  colour: blue\n",
-        ["edge.yaml:8:3: cache.colour: unknown key (expected one of: memory, shared, collapse, shield, status_key)"],
+        [
+            "edge.yaml:8:3: cache.colour: unknown key "
+            "(expected one of: memory, shared, collapse, shield, status_key)"
+        ],
         id="unknown-key-lists-choices",
     ),
     pytest.param(
