@@ -13,17 +13,9 @@ pid), the process having stopped or exited.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import time
-from pathlib import Path
 
-from tests.redis_server import free_port
-
-START_TIMEOUT = 10.0
-"""Seconds ``start``/``restart`` wait for the server to answer before giving up."""
+from tests.server_process import ServerProcess
 
 ITEM_SIZE_LIMIT = 1024 * 1024
 """The server's item size limit (``-I``), memcached's default: larger values are refused."""
@@ -48,15 +40,6 @@ def server_pid(port: int, timeout: float = 0.5) -> int | None:
         if line.startswith(b"STAT pid "):
             return int(line[9:])
     return None
-
-
-def _stopped(task: Path) -> bool:
-    """True when the thread ``/proc/<pid>/task/<tid>`` is stopped (state T) or gone."""
-    try:
-        stat = (task / "stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
 class RawMemcached:
@@ -133,78 +116,19 @@ class RawMemcached:
         self.close()
 
 
-class MemcachedServer:
-    """One ``memcached`` process on 127.0.0.1; ``port`` stays the same across ``kill``/``restart``."""
+class MemcachedServer(ServerProcess):
+    """One ``memcached`` process on 127.0.0.1 (TCP only)."""
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
-        """Prepare a server that keeps its log in ``workdir``; ``start`` launches it.
-
-        ``binary`` defaults to ``memcached`` on PATH (``ValueError`` when there is none).
-        """
-        found = binary or shutil.which("memcached")
-        if found is None:
-            raise ValueError("memcached is not installed")
-        self.binary = found
-        self.workdir = workdir
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._paused = False
+    program = "memcached"
 
     @property
     def url(self) -> str:
         """``memcached://127.0.0.1:<port>``."""
         return f"memcached://127.0.0.1:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        """True while the process is alive (paused counts as alive)."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def log_text(self) -> str:
-        """What the server wrote to stderr so far (its log), for failure messages."""
-        path = self.workdir / "memcached.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
     def raw(self) -> RawMemcached:
         """A new ``RawMemcached`` on this server (close it, or use it in a ``with``)."""
         return RawMemcached(self.port)
-
-    def start(self) -> None:
-        """Launch on a free port and return once it answers.
-
-        A port taken between choosing and binding it is retried with another one; other failures raise
-        ``RuntimeError`` with the server's log.
-        """
-        last_error = ""
-        for _ in range(3):
-            self.port = free_port()
-            try:
-                self._launch()
-                return
-            except RuntimeError as exc:
-                last_error = str(exc)
-                if "Address already in use" not in last_error:
-                    raise
-        raise RuntimeError(last_error)
-
-    def restart(self) -> None:
-        """Start the server again on the same port (after ``kill``/``stop``); returns once it answers.
-
-        The data is gone: a restarted server is an empty one.
-        """
-        if self.running:
-            raise RuntimeError("memcached is still running; kill() or stop() it first")
-        self._launch()
-
-    def kill(self) -> None:
-        """Kill the process with SIGKILL (a crash: clients see their connections closed) and wait for it."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.kill()
-        process.wait(timeout=START_TIMEOUT)
-        self._paused = False
 
     def stop(self) -> None:
         """Stop the server; called at teardown. Safe to call twice.
@@ -214,29 +138,7 @@ class MemcachedServer:
         """
         self.kill()
 
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections are accepted by the kernel but nothing is answered."""
-        if self._process is None or not self.running:
-            raise RuntimeError("memcached is not running")
-        os.kill(self._process.pid, signal.SIGSTOP)
-        self._paused = True
-        # The signal is delivered asynchronously: return once every thread has stopped, or a command sent
-        # right after could still be answered.
-        tasks = Path(f"/proc/{self._process.pid}/task")
-        deadline = time.monotonic() + START_TIMEOUT
-        while tasks.is_dir() and not all(_stopped(task) for task in tasks.iterdir()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("memcached did not stop on SIGSTOP")
-            time.sleep(0.001)
-
-    def resume(self) -> None:
-        """Let a paused server run again (SIGCONT); pending commands are then answered."""
-        if self._process is not None and self.running:
-            os.kill(self._process.pid, signal.SIGCONT)
-        self._paused = False
-
-    def _launch(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _command(self) -> list[str]:
         args = [
             self.binary,
             "-l", "127.0.0.1",
@@ -249,26 +151,8 @@ class MemcachedServer:
         ]  # fmt: skip
         if os.geteuid() == 0:
             args += ["-u", "root"]  # memcached refuses to run as root without it (CI runs as root)
-        log_path = self.workdir / "memcached.log"
-        with log_path.open("ab") as log:  # the child keeps its own descriptor
-            self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while server_pid(self.port) != self._process.pid:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"memcached exited with {self._process.returncode} on port {self.port}: "
-                    f"{self.log_text[-2000:]}"
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(
-                    f"memcached did not answer within {START_TIMEOUT}s: {self.log_text[-2000:]}"
-                )
-            time.sleep(0.01)
+        return args
 
-    def __enter__(self) -> MemcachedServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _answers(self, pid: int) -> bool:
+        # The pid, not just an answer: tells our server from another one that already had the port.
+        return server_pid(self.port) == pid

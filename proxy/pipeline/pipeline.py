@@ -342,6 +342,7 @@ class Pipeline:
                 ttl=entry.ttl,
                 request_cc=request_cc,
                 pragma_no_cache=honour
+                and "Pragma" in request.headers  # most requests have none: skip the list and the parse
                 and pragma_no_cache(
                     request.headers.getall("Pragma", ()),
                     cache_control_present="Cache-Control" in request.headers,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from proxy.app import Edge
 from tests.conftest import EdgeFactory, Origin, wait_for
-from tests.integration.test_cli import free_port
 from tests.redis_server import RedisServer
+from tests.server_process import free_port
 
 # Every edge of a cluster serves the same site name: the Host is part of the cache key.
 SITE = {"Host": "www.example.test"}
@@ -299,9 +299,7 @@ async def test_admin_reload_single_process(make_edge: EdgeFactory, origin: Origi
         admin: {listen: "127.0.0.1:ADMINPORT"}
         origins: {app: {url: "{origin}"}}
         behaviours: [{path: "*", origin: app, methods: [GET, HEAD]}]
-        """.replace(
-            "ADMINPORT", str(__import__("tests.integration.test_cli", fromlist=["free_port"]).free_port())
-        ),
+        """.replace("ADMINPORT", str(free_port())),
         origin,
     )
     source = Path(edge.edge.config.source_file)

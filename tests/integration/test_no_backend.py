@@ -9,7 +9,8 @@ import sys
 
 import aiohttp
 
-from tests.integration.test_cli import REPO, free_port
+from tests.integration.test_cli import REPO
+from tests.server_process import free_port
 
 
 async def test_no_backend_example_site() -> None:

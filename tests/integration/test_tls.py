@@ -14,7 +14,7 @@ from aiohttp import web
 from proxy.app import Edge
 from proxy.settings import ListenAddress, parse_config
 from tests.conftest import Origin
-from tests.integration.test_cli import free_port
+from tests.server_process import free_port
 
 
 def make_cert(directory: Path, name: str, common_name: str = "localhost") -> tuple[Path, Path]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.integration.test_cli import REPO, free_port
+from tests.integration.test_cli import REPO
+from tests.server_process import free_port
 
 CONFIG = """
 server: {{listen: "127.0.0.1:{port}", name: {name}, workers: 2, access_log: "off"}}
