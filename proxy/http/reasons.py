@@ -49,6 +49,7 @@ class NotStoredReason(StrEnum):
     VARY_STAR = "vary-star"  # Vary: * can never be matched
     PARTIAL = "partial"  # a 206 answer to a range request is not stored as the full object
     HEAD = "head"  # a HEAD answer has no body to store
+    SET_COOKIE = "set-cookie"  # the response sets cookies and the behaviour's set_cookie is pass
 
 
 class SynthReason(StrEnum):

@@ -9,6 +9,8 @@ loses these fields. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
+from typing import Literal
 
 from proxy.http.cache_control import CacheControl
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
@@ -16,9 +18,19 @@ from proxy.http.headers import HOP_BY_HOP, parse_list_header
 __all__ = [
     "EDGE_RECOMPUTED",
     "PROXY_SPECIFIC",
+    "SET_COOKIE_FIELDS",
+    "CookieHandling",
+    "SetCookieMode",
     "excluded_fields",
     "fields_to_store",
+    "set_cookie_handling",
 ]
+
+# The fields that hand a cookie to the viewer (RFC 6265 §4.1; Set-Cookie2 from the obsolete RFC 2965).
+SET_COOKIE_FIELDS: frozenset[str] = frozenset({"set-cookie", "set-cookie2"})
+
+# A behaviour's ``set_cookie`` setting.
+SetCookieMode = Literal["pass", "strip", "store"]
 
 # RFC 9111 §3.1: fields specific to the proxy a cache used MUST NOT be stored ("effectively limited to
 # Proxy-Authenticate, Proxy-Authentication-Info and Proxy-Authorization"). Lower-cased.
@@ -69,3 +81,34 @@ def fields_to_store(
     pairs = tuple(headers)
     excluded = excluded_fields(pairs, cc) | drop
     return tuple((name, value) for name, value in pairs if name.lower() not in excluded)
+
+
+class CookieHandling(Enum):
+    """What STORE does with a response, as far as its cookies go (see :func:`set_cookie_handling`)."""
+
+    KEEP = "keep"  # store it as it is (no cookie to share, or ``store``)
+    STRIP = "strip"  # store it without its Set-Cookie / Set-Cookie2 fields
+    REFUSE = "refuse"  # do not store it (NotStoredReason.SET_COOKIE)
+
+
+def set_cookie_handling(
+    mode: SetCookieMode, headers: Iterable[tuple[str, str]], cc: CacheControl
+) -> CookieHandling:
+    """How a response that is otherwise storable is stored, given the behaviour's ``set_cookie`` mode.
+
+    Called by STORE for every storable response head (fills, error pages, a 304 merged into its entry).
+    ``headers`` are the response's fields, ``cc`` its effective cache policy. RFC 9111 §3 lets a shared
+    cache store and replay ``Set-Cookie``; an edge that does so hands one viewer's session to the next, so
+    the default (``pass``, as nginx and Varnish do) refuses to store such a response, ``strip`` stores it
+    without the cookie fields and ``store`` follows RFC 9111 literally. A cookie the origin already keeps
+    out of the stored copy (qualified ``private``/``no-cache`` naming it, §5.2.2.7, §5.2.2.4) does not
+    count: what is stored then carries no cookie anyway.
+    """
+    if mode == "store":
+        return CookieHandling.KEEP
+    withheld = (*cc.private_fields, *cc.no_cache_fields)
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered in SET_COOKIE_FIELDS and lowered not in withheld:
+            return CookieHandling.REFUSE if mode == "pass" else CookieHandling.STRIP
+    return CookieHandling.KEEP

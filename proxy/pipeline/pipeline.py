@@ -58,7 +58,13 @@ from proxy.http.freshness import (
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.http.invalidation import invalidation_targets
 from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
-from proxy.http.storing import fields_to_store
+from proxy.http.storing import (
+    EDGE_RECOMPUTED,
+    SET_COOKIE_FIELDS,
+    CookieHandling,
+    fields_to_store,
+    set_cookie_handling,
+)
 from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
 from proxy.observability.access_log import AccessLog
@@ -109,8 +115,14 @@ _UNCACHEABLE = frozenset(
         NotStoredReason.TOO_LARGE,
         NotStoredReason.STATUS,
         NotStoredReason.VARY_STAR,
+        # set_cookie: pass. A URL whose response sets cookies is most likely per viewer (a session, a
+        # login, a cart): making the next requests for the key queue behind one fetch would only delay
+        # them, each gets its own answer (and cookie) from the origin. Hit-for-miss until it changes.
+        NotStoredReason.SET_COOKIE,
     }
 )
+# What a stored entry leaves out under set_cookie: strip.
+_STRIPPED_FIELDS = EDGE_RECOMPUTED | SET_COOKIE_FIELDS
 # Fields of an origin error kept when an error page replaces its body.
 _ERROR_FIELDS = ("Cache-Control", "Expires", "Date", "Retry-After", "Vary", "Set-Cookie")
 SMALL_BODY = 256 * 1024  # bodies up to this size (with a known length) are read whole, then written once
@@ -820,7 +832,12 @@ class Pipeline:
             )
         if not decision.store:
             return None, decision.reason
-        stored_headers = fields_to_store(headers.items(), response_cc)
+        # set_cookie: a stored Set-Cookie would be replayed to every later viewer (docs/security.md).
+        cookies = set_cookie_handling(behaviour.config.set_cookie, headers.items(), response_cc)
+        if cookies is CookieHandling.REFUSE:
+            return None, NotStoredReason.SET_COOKIE
+        drop = _STRIPPED_FIELDS if cookies is CookieHandling.STRIP else EDGE_RECOMPUTED
+        stored_headers = fields_to_store(headers.items(), response_cc, drop=drop)
         tags = _surrogate_keys(headers)
         entry = CacheEntry(
             status=response_status,
@@ -909,7 +926,14 @@ class Pipeline:
             fresh.body = entry.body
             self._store(ctx, fresh)
             served = fresh
-        return self.deliver.from_entry(ctx, served, hit=False)
+        delivered = self.deliver.from_entry(ctx, served, hit=False)
+        if behaviour.config.set_cookie != "store":
+            # The 304's cookies are for the viewer whose request revalidated; _entry_for kept them out
+            # of the stored entry (strip) or did not freshen it (pass).
+            for name in ("Set-Cookie", "Set-Cookie2"):
+                for value in response.headers.getall(name, ()):
+                    delivered.headers.add(name, value)
+        return delivered
 
     async def _store_and_deliver(
         self,

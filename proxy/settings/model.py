@@ -826,6 +826,8 @@ class BehaviourConfig(_Model):
     error_ttl: Duration = 10.0
     error_pages: ErrorPages = Field(default_factory=FrozenMap)
     compress: bool = False
+    # What STORE does with a response carrying Set-Cookie (proxy.http.storing.set_cookie_handling).
+    set_cookie: Literal["pass", "strip", "store"] = "pass"
     viewer_protocol: Literal["allow", "redirect-to-https", "https-only"] = "allow"
     redirect: RedirectConfig | None = None
     rewrite: RewriteConfig | None = None

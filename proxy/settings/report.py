@@ -62,6 +62,7 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].cors",
     "behaviours[].functions",
     "behaviours[].compress",
+    "behaviours[].set_cookie",
     # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
     "server.trusted_proxies",
     "firewall",

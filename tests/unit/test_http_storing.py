@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from proxy.http.cache_control import parse_cache_control
-from proxy.http.storing import EDGE_RECOMPUTED, excluded_fields, fields_to_store
+from proxy.http.storing import (
+    EDGE_RECOMPUTED,
+    SET_COOKIE_FIELDS,
+    CookieHandling,
+    SetCookieMode,
+    excluded_fields,
+    fields_to_store,
+    set_cookie_handling,
+)
 
 CASES: list[Any] = [
     pytest.param(
@@ -76,3 +84,41 @@ def test_excluded_fields_lists_names_lower_cased() -> None:
     assert {"x-hop", "set-cookie", "connection", "proxy-authentication-info"} <= names
     assert not names & {"content-type", "etag"}
     assert "content-length" in EDGE_RECOMPUTED
+
+
+COOKIE = [("Set-Cookie", "session=alice; Path=/"), ("X", "1")]
+COOKIE2 = [("set-cookie2", "a=1"), ("X", "1")]
+NO_COOKIE = [("Cache-Control", "max-age=60"), ("X", "1")]
+
+SET_COOKIE_CASES: list[Any] = [
+    pytest.param("pass", NO_COOKIE, "", CookieHandling.KEEP, id="pass: no cookie, stored as is"),
+    pytest.param("pass", COOKIE, "", CookieHandling.REFUSE, id="pass: Set-Cookie, not stored"),
+    pytest.param("pass", COOKIE2, "", CookieHandling.REFUSE, id="pass: Set-Cookie2 (any case), not stored"),
+    pytest.param(
+        "pass", COOKIE, 'private="Set-Cookie"', CookieHandling.KEEP, id="pass: origin keeps it private"
+    ),
+    pytest.param(
+        "pass", COOKIE, 'no-cache="set-cookie"', CookieHandling.KEEP, id="pass: origin no-cache names it"
+    ),
+    pytest.param(
+        "pass", COOKIE2, 'private="Set-Cookie"', CookieHandling.REFUSE, id="pass: private names the other"
+    ),
+    pytest.param("strip", NO_COOKIE, "", CookieHandling.KEEP, id="strip: no cookie, stored as is"),
+    pytest.param("strip", COOKIE, "", CookieHandling.STRIP, id="strip: Set-Cookie, stored without"),
+    pytest.param("strip", COOKIE2, "", CookieHandling.STRIP, id="strip: Set-Cookie2, stored without"),
+    pytest.param("store", COOKIE, "", CookieHandling.KEEP, id="store: RFC 9111 literal"),
+    pytest.param("store", NO_COOKIE, "", CookieHandling.KEEP, id="store: no cookie"),
+]
+
+
+@pytest.mark.parametrize(("mode", "headers", "cc", "expected"), SET_COOKIE_CASES)
+def test_set_cookie_handling(
+    mode: SetCookieMode, headers: list[tuple[str, str]], cc: str, expected: CookieHandling
+) -> None:
+    assert set_cookie_handling(mode, headers, parse_cache_control(cc)) is expected
+
+
+def test_strip_drops_every_cookie_field() -> None:
+    headers = [("Set-Cookie", "a=1"), ("X", "1"), ("SET-COOKIE2", "b=2"), ("Set-Cookie", "c=3")]
+    stored = fields_to_store(headers, parse_cache_control(None), drop=EDGE_RECOMPUTED | SET_COOKIE_FIELDS)
+    assert stored == (("X", "1"),)
