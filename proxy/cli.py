@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from proxy.edge import sign_command
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
-from proxy.settings.report import behaviour_table, inactive_keys
+from proxy.settings.report import behaviour_table, forwarding_lines, inactive_keys
 from proxy.settings.units import parse_listen
 
 DEFAULT_CONFIG = "config/edge.yaml"
@@ -55,6 +55,12 @@ def _check(config: EdgeConfig) -> int:
     print(f"{config.source_file}: OK")
     print()
     print(behaviour_table(config))
+    forwarding = forwarding_lines(config)
+    if forwarding:
+        print()
+        print("What reaches the origin (forward, with its defaults and the cache key):")
+        for line in forwarding:
+            print(f"  {line}")
     for warning in config.warnings:
         print(f"warning: {warning}")
     inactive = inactive_keys(config)

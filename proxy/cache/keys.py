@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote_plus
 
 from multidict import MultiMapping
 
-__all__ = ["KeyBuilder", "KeyPolicy", "QueryExcept", "parse_cookie_header", "variant_key"]
+__all__ = ["KeyBuilder", "KeyPolicy", "QueryExcept", "parse_cookie_header", "query_param_name", "variant_key"]
 
 
 class QueryExcept(Protocol):
@@ -98,6 +98,18 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
         elif name:
             pairs.append(("", name))
     return pairs
+
+
+def query_param_name(param: str) -> str:
+    """The name of one raw query parameter (``a%20b=1`` → ``a b``), as key and forward policies name it.
+
+    Called by ``KeyBuilder`` and by the origin request policy (``proxy.edge.forwarding``) for each
+    parameter they filter: the name is what precedes the first ``=``, percent- and ``+``-decoded.
+    """
+    name = param.partition("=")[0]
+    if "%" in name or "+" in name:
+        name = unquote_plus(name)
+    return name
 
 
 def _check_names(names: Iterable[str], what: str, *, lower: bool) -> tuple[str, ...]:
@@ -194,12 +206,8 @@ class KeyBuilder:
         else:
             params = []
             for param in query.split("&"):
-                if param:
-                    name = param.partition("=")[0]
-                    if "%" in name or "+" in name:
-                        name = unquote_plus(name)
-                    if (name in names) is keeping:
-                        params.append(param)
+                if param and (query_param_name(param) in names) is keeping:
+                    params.append(param)
         if self._sort and len(params) > 1:
             params.sort(key=_param_sort_key)
         return "&".join(params)

@@ -533,6 +533,13 @@ class Pipeline:
             if lowered in _REQUEST_DROPPED or lowered in connection_tokens:
                 continue
             headers.add(name, value)
+        behaviour = ctx.behaviour
+        query = request.query
+        if behaviour is not None and not behaviour.forwarding.passes_all:
+            # The origin request policy (``forward``, proxy.edge.forwarding): the viewer's fields, cookies
+            # and query parameters it does not forward go; the edge's own fields are added below.
+            behaviour.forwarding.filter_headers(headers)
+            query = behaviour.forwarding.filter_query(query)
         method = request.method
         ctx.fill = fill
         if fill:
@@ -554,11 +561,11 @@ class Pipeline:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
         headers["Via"] = f"{via}, {self._via}" if via else self._via
-        target = request.target
+        target = f"{request.path}?{query}" if query else request.path
         policies = ctx.behaviour.policies if ctx.behaviour is not None else None
         if policies is not None:
             policies.origin_headers(headers)
-            target = policies.origin_target(request.path, request.query)
+            target = policies.origin_target(request.path, query)
         capability = request.headers.get("Surrogate-Capability")
         mine = surrogate_capability(self.name)[1]
         headers["Surrogate-Capability"] = f"{capability}, {mine}" if capability else mine

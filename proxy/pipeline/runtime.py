@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proxy.cache.keys import KeyBuilder
+from proxy.edge.forwarding import Forwarding, resolve_forwarding
 from proxy.functions import DEVICE_HEADER, FunctionLoadError, FunctionSet
 from proxy.http.freshness import TTLPolicy
 from proxy.origin.base import Origin
@@ -39,6 +40,7 @@ class BehaviourRuntime:
     policies: BehaviourPolicies | None  # redirects, rewrites, header policies, CORS, error pages
     functions: FunctionSet | None  # edge functions (None: no event pays anything)
     honour_request_cache_control: bool  # RFC 9111 §5.2.1 in plain mode; CloudFront ignores it under a ttl
+    forwarding: Forwarding  # the origin request policy (``forward``), resolved against the key and ttl
 
 
 def _functions(config: EdgeConfig, index: int, behaviour: BehaviourConfig) -> FunctionSet | None:
@@ -136,6 +138,12 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 policies=BehaviourPolicies.from_config(behaviour),
                 functions=_functions(config, index, behaviour),
                 honour_request_cache_control=ttl is None,
+                forwarding=resolve_forwarding(
+                    behaviour.forward,
+                    behaviour.cache_key,
+                    has_ttl=ttl is not None,
+                    compress=behaviour.compress,
+                ),
             )
         )
     prober = HealthProber(probe_targets(config.origins, health))

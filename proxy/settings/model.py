@@ -699,15 +699,26 @@ class CacheKeyConfig(_Model):
 
 
 class ForwardConfig(_Model):
-    """What reaches the origin beyond the cache key (CloudFront's origin request policy)."""
+    """What reaches the origin beyond the cache key (CloudFront's origin request policy). A setting left
+    out is None: its default depends on the behaviour's ttl (``proxy.edge.forwarding.resolve_forwarding``)."""
 
-    headers: Annotated[ForwardPolicy, PlainValidator(_policy_validator(_header_name, allow_except=False))] = (
-        "all"
-    )
-    cookies: Annotated[ForwardPolicy, PlainValidator(_policy_validator(_cookie_name, allow_except=False))] = (
-        "all"
-    )
-    query: Annotated[ForwardPolicy, PlainValidator(_policy_validator(_any_name, allow_except=False))] = "all"
+    headers: Annotated[
+        ForwardPolicy | None, PlainValidator(_policy_validator(_header_name, allow_except=False))
+    ] = None
+    cookies: Annotated[
+        ForwardPolicy | None, PlainValidator(_policy_validator(_cookie_name, allow_except=False))
+    ] = None
+    query: Annotated[
+        ForwardPolicy | None, PlainValidator(_policy_validator(_any_name, allow_except=False))
+    ] = None
+
+    @model_validator(mode="after")
+    def _cookie_is_not_a_header(self) -> Self:
+        if isinstance(self.headers, tuple) and any(h.lower() == "cookie" for h in self.headers):
+            raise KeyedValueError(
+                "headers", "Cookie is forwarded per 'cookies' (all, none or a list of names)"
+            )
+        return self
 
 
 class RedirectConfig(_Model):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from proxy.edge.forwarding import resolve_forwarding
 from proxy.settings.model import BehaviourConfig, CacheKeyConfig, EdgeConfig, QueryExcept
 from proxy.settings.units import format_duration
 
-__all__ = ["ACTIVE_KEYS", "behaviour_table", "inactive_keys", "warnings"]
+__all__ = ["ACTIVE_KEYS", "behaviour_table", "forwarding_lines", "inactive_keys", "warnings"]
 
 # Key-path patterns the edge acts on. Segments are separated by dots; "*" matches any one segment (an
 # origin name, a header name); "behaviours[]" is any item of the behaviours list. A pattern covers the key
@@ -63,6 +64,7 @@ ACTIVE_KEYS: set[str] = {
     "behaviours[].functions",
     "behaviours[].compress",
     "behaviours[].set_cookie",
+    "behaviours[].forward",
     # The edge as a firewall (proxy.edge): client address, networks, rules, rate limit, geo, signed URLs.
     "server.trusted_proxies",
     "firewall",
@@ -134,6 +136,28 @@ def behaviour_table(cfg: EdgeConfig) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def forwarding_lines(cfg: EdgeConfig) -> list[str]:
+    """The origin request policy each behaviour applies (``forward`` resolved with its defaults and the
+    cache key items it always forwards), one line per behaviour with an origin:
+    ``0  /static/*  headers all, cookies none, query all``."""
+    rows = [
+        (str(index), behaviour.path, _forwarding(behaviour))
+        for index, behaviour in enumerate(cfg.behaviours)
+        if behaviour.origin is not None
+    ]
+    if not rows:
+        return []
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    return [f"{i.ljust(widths[0])}  {path.ljust(widths[1])}  {policy}" for i, path, policy in rows]
+
+
+def _forwarding(behaviour: BehaviourConfig) -> str:
+    policy = resolve_forwarding(
+        behaviour.forward, behaviour.cache_key, has_ttl=behaviour.ttl is not None, compress=behaviour.compress
+    )
+    return policy.describe()
 
 
 def _origin_cell(behaviour: BehaviourConfig) -> str:

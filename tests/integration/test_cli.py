@@ -31,10 +31,39 @@ def test_check_default_config() -> None:
     assert "/assets/*" in result.stdout and "site" in result.stdout
 
 
-def test_check_reference_config_lists_inactive_keys() -> None:
+def test_check_reference_config_has_no_inactive_keys() -> None:
     result = run_cli("check", "--config", "config/reference.yaml")
     assert result.returncode == 0, result.stderr
-    assert "not active yet" in result.stdout
+    assert "not active yet" not in result.stdout  # forward, the last one, is active
+
+
+def test_check_shows_the_origin_request_policy_per_behaviour(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        "origins: {app: {url: 'http://127.0.0.1:9'}}\n"
+        "behaviours:\n"
+        "  - path: /api/*\n"
+        "    origin: app\n"
+        "    ttl: {default: 1m}\n"
+        "    cache_key: {headers: [Accept-Language], cookies: [session], query: [q]}\n"
+        "    forward: {headers: none, query: none}\n"
+        "  - path: /cdn/*\n"
+        "    origin: app\n"
+        "    ttl: {default: 1h}\n"
+        "  - path: /go\n"
+        "    redirect: {to: /}\n"
+        "  - path: '*'\n"
+        "    origin: app\n"
+    )
+    result = run_cli("check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index("What reaches the origin (forward, with its defaults and the cache key):")
+    assert lines[start + 1 : start + 4] == [
+        "  0  /api/*  headers [accept-language], cookies [session], query [q]",
+        "  1  /cdn/*  headers all, cookies none, query all",
+        "  3  *       headers all, cookies all, query all",
+    ]
 
 
 def test_check_reports_every_error_with_line_and_exit_2(tmp_path: Path) -> None:

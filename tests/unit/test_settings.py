@@ -637,7 +637,8 @@ def test_minimal_config_defaults() -> None:
     assert behaviour.methods == ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     assert behaviour.ttl is None
     assert (behaviour.cache_key.query, behaviour.cache_key.sort_query) == ("all", True)
-    assert (behaviour.forward.headers, behaviour.forward.cookies, behaviour.forward.query) == ("all",) * 3
+    # Unset: resolved from the ttl at runtime (proxy.edge.forwarding.resolve_forwarding).
+    assert (behaviour.forward.headers, behaviour.forward.cookies, behaviour.forward.query) == (None,) * 3
     assert (behaviour.stale_while_revalidate, behaviour.stale_if_error, behaviour.error_ttl) == (
         0.0,
         0.0,
@@ -1020,6 +1021,6 @@ def test_inactive_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             forward: {headers: none}
         """
     )
-    assert report.inactive_keys(cfg) == ["behaviours[].forward"]
-    monkeypatch.setattr(report, "ACTIVE_KEYS", {*report.ACTIVE_KEYS, "behaviours[].forward"})
     assert report.inactive_keys(cfg) == []
+    monkeypatch.setattr(report, "ACTIVE_KEYS", report.ACTIVE_KEYS - {"behaviours[].forward"})
+    assert report.inactive_keys(cfg) == ["behaviours[].forward"]
