@@ -273,3 +273,36 @@ def test_screen_never_raises(
 @given(st.lists(st.text(max_size=12), max_size=4), hostile)
 def test_host_matcher_never_raises(patterns: list[str], host: str) -> None:
     assert HostMatcher(patterns)(host) in (True, False)
+
+
+# ---------------------------------------------------------------- origin request policy (forward)
+_names = st.frozensets(st.sampled_from(["a", "b", "c d", "session", ""]), max_size=3)
+
+
+@given(hostile, _names, st.booleans())
+def test_forward_query_filter_keeps_raw_parameters_in_order(
+    query: str, names: frozenset[str], keeping: bool
+) -> None:
+    from proxy.edge.forwarding import ALL, Forwarding, NameSet
+
+    allowed = NameSet(names, keeping)
+    result = Forwarding(headers=ALL, cookies=ALL, query=allowed).filter_query(query)
+    kept = result.split("&") if result else []
+    pieces = iter(query.split("&"))
+    assert all(any(piece == p for p in pieces) for piece in kept)  # a subsequence of the raw pieces
+    if allowed.is_all:
+        assert result == query
+
+
+@given(st.lists(hostile, max_size=3), _names)
+def test_forward_cookie_filter_gives_only_allowed_pairs(values: list[str], names: frozenset[str]) -> None:
+    from proxy.cache.keys import parse_cookie_header
+    from proxy.edge.forwarding import ALL, Forwarding, NameSet
+
+    rule = Forwarding(headers=ALL, cookies=NameSet(names, True), query=ALL)
+    headers: CIMultiDict[str] = CIMultiDict(("Cookie", v) for v in values)
+    rule.filter_headers(headers)
+    rewritten = headers.getall("Cookie", [])
+    assert len(rewritten) <= 1
+    for value in rewritten:
+        assert value and all(name in names and name for name, _ in parse_cookie_header(value))
