@@ -316,3 +316,39 @@ async def test_stop_closes_idle_viewers_and_answers_busy_ones(front: Front, orig
     assert len(responses) == 1
     status, headers, body = responses[0]
     assert (status, body, headers["connection"]) == (200, b"slow", "close")
+
+
+async def test_stop_answers_every_request_already_read(front: Front, origin: Origin) -> None:
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(text="slow", headers={"Cache-Control": "no-store"})
+
+    origin.route("/slow", slow)
+    echo(origin)
+    edge, port = await front()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        # Two pipelined requests: the second is read (queued) while the first waits for its origin.
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        async with asyncio.timeout(30):
+            await arrived.wait()
+            front_server = edge._front
+            assert isinstance(front_server, H1Server)
+            connection = next(iter(front_server.connections))
+            await wait_for(lambda: len(connection._queue) == 1)
+            stopping = asyncio.get_running_loop().create_task(edge.stop())
+            release.set()
+            data = await reader.read()
+            await stopping
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    responses = split_responses(data)
+    assert [r[2].split()[:2] for r in responses] == [[b"slow"], [b"GET", b"/next"]]
+    assert "connection" not in responses[0][1]
+    assert responses[1][1]["connection"] == "close"

@@ -300,6 +300,16 @@ class H1Connection(asyncio.Protocol):
             self._reader.stop()
 
     @property
+    def lingering(self) -> bool:
+        """Whether everything was written and the connection only waits for the viewer to close."""
+        return self._lingering
+
+    def close_lingering(self) -> None:
+        """Close a lingering connection now (its written bytes are still flushed first)."""
+        if self._lingering and not self._lost and self._transport is not None:
+            self._transport.close()
+
+    @property
     def idle(self) -> bool:
         """No request is being served or waiting."""
         return self._task is None and not self._queue

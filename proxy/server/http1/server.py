@@ -98,10 +98,13 @@ class H1Server:
             connection.begin_shutdown()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.connections and loop.time() < deadline:
+        while loop.time() < deadline and any(not c.lingering for c in self.connections):
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
-            connection.abort()
+            if connection.lingering:
+                connection.close_lingering()  # answered: no need to wait for the viewer's close
+            else:
+                connection.abort()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
