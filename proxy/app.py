@@ -1,4 +1,4 @@
-"""Wires one edge process together: config → runtime → pipeline → aiohttp server, and runs it.
+"""Wires one edge process together: config → runtime → pipeline → HTTP/1.1 front, and runs it.
 
 ``Edge`` is created by the CLI (``edgeproxy serve``) and by the tests; ``start`` binds the listeners,
 ``stop`` stops accepting, lets in-flight requests finish (bounded) and releases every resource.
@@ -28,7 +28,7 @@ from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
 from proxy.observability.access_log import AccessLog
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
-from proxy.server.aiohttp_adapter import make_server
+from proxy.server.http1 import H1Server, make_server
 from proxy.server.tls import TlsContext
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
 
@@ -78,9 +78,9 @@ class Edge:
         if self.coordinator is not None:
             self.coordinator.stats_provider = self.admin.local_snapshot
         self._shutdown_grace = shutdown_grace
-        self._runner: web.ServerRunner | None = None
+        self._front: H1Server | None = None
         self._admin_runner: web.AppRunner | None = None
-        self._tls_runner: web.ServerRunner | None = None
+        self._tls_front: H1Server | None = None
         self.tls: TlsContext | None = None
         self.tls_addresses: list[tuple[str, int]] = []
         self.addresses: list[tuple[str, int]] = []
@@ -91,19 +91,11 @@ class Edge:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
         (host, port) pairs."""
         await self.runtime.start()
-        server = make_server(self.pipeline, self.config.server)
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._shutdown_grace)
-        await runner.setup()
-        self._runner = runner
+        front = make_server(self.pipeline, self.config.server)
+        self._front = front
         for address in listen or self.config.server.listen:
-            site = web.TCPSite(
-                runner, address.host, address.port, backlog=1024, reuse_port=self._reuse_port or None
-            )
-            await site.start()
-        self.addresses = []
-        for bound in runner.addresses:
-            host, port = bound[0], bound[1]
-            self.addresses.append((host, port))
+            await front.listen(address.host, address.port, reuse_port=self._reuse_port)
+        self.addresses = list(front.addresses)
         await self._start_tls()
         if self.coordinator is not None:
             await self.coordinator.start()
@@ -117,21 +109,13 @@ class Edge:
         if tls is None:
             return
         self.tls = TlsContext(tls.cert, tls.key)
-        server = make_server(self.pipeline, self.config.server, scheme="https")
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self._shutdown_grace)
-        await runner.setup()
-        self._tls_runner = runner
+        front = make_server(self.pipeline, self.config.server, scheme="https")
+        self._tls_front = front
         address = listen or tls.listen
-        site = web.TCPSite(
-            runner,
-            address.host,
-            address.port,
-            ssl_context=self.tls.context,
-            backlog=1024,
-            reuse_port=self._reuse_port or None,
+        await front.listen(
+            address.host, address.port, ssl_context=self.tls.context, reuse_port=self._reuse_port
         )
-        await site.start()
-        self.tls_addresses = [(a[0], a[1]) for a in runner.addresses]
+        self.tls_addresses = list(front.addresses)
         task = asyncio.get_running_loop().create_task(self.tls.watch(), name="tls certificate watch")
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -180,16 +164,15 @@ class Edge:
         await runtime.close()
 
     async def stop(self) -> None:
-        """Stop accepting, wait (bounded) for in-flight requests, then close origins and the log."""
+        """Stop accepting, let in-flight requests finish (bounded by the shutdown grace: idle keep-alive
+        connections close at once, busy ones after answering what they read), then close origins and the
+        log."""
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
             self._admin_runner = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._tls_runner is not None:
-            await self._tls_runner.cleanup()
-            self._tls_runner = None
+        fronts = [front for front in (self._front, self._tls_front) if front is not None]
+        self._front = self._tls_front = None
+        await asyncio.gather(*(front.shutdown(self._shutdown_grace) for front in fronts))
         for task in list(self._retired):
             task.cancel()
         if self.coordinator is not None:

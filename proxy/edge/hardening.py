@@ -1,20 +1,20 @@
-"""Request screening at the server adapter: what must be refused before a request means anything.
+"""Request screening at the viewer front: what must be refused before a request means anything.
 
-``RequestPolicy.screen`` is called by ``proxy.server.aiohttp_adapter`` for every request, after aiohttp's
-parser accepted it and before the pipeline sees it. It is pure (plain values in, a decision out) and
+``RequestPolicy.screen`` is called by ``proxy.server.http1`` for every request head, once llhttp's parser
+accepted it and before the pipeline sees it. It is pure (plain values in, a decision out) and
 returns either the ``Target`` to serve (origin-form path, query and the host the request is for) or an
-``Answer`` the adapter writes at once:
+``Answer`` the front writes at once:
 
-- an HTTP version other than 1.0 and 1.1 (aiohttp's parser lets 0.9 and 2.0 request lines through) → 505;
+- an HTTP version other than 1.0 and 1.1 (llhttp lets 0.9 and 2.0 request lines through) → 505;
 - ``CONNECT`` → 405 and absolute-form targets (``GET http://other/ HTTP/1.1``) for a host that is not
   ours → 400: the edge is never an open proxy; ``OPTIONS *`` is answered by the edge itself;
 - anything but origin-form, absolute-form or ``*`` (and a ``#`` in the target) → 400;
 - the request head larger than ``server.limits.max_header_bytes`` → 431;
 - ambiguous framing (request smuggling): ``Transfer-Encoding`` with ``Content-Length``, on HTTP/1.0, or
   twice; several ``Content-Length`` fields → 400; a transfer coding other than ``chunked`` → 501;
-  aiohttp's parser already rejects most of these and obsolete line folding, this is the second line;
+  llhttp already rejects most of these and obsolete line folding, this is the second line;
 - several ``Host`` fields or a malformed one → 400; a host not in ``server.hosts`` (when set) → 421;
-- a declared body larger than ``server.limits.max_body_bytes`` → 413 (the adapter also counts bytes while
+- a declared body larger than ``server.limits.max_body_bytes`` → 413 (the front also counts bytes while
   a chunked body streams).
 
 Every refusal except 421 and ``OPTIONS *`` closes the connection: after a framing problem nothing more
@@ -48,7 +48,7 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A response the adapter writes instead of running the pipeline: ``status``, a reason token for
+    """A response the front writes instead of running the pipeline: ``status``, a reason token for
     ``Cache-Status`` and the access log, extra ``headers``, and whether to close the connection after."""
 
     status: int
@@ -113,7 +113,7 @@ _BODY_TOO_LARGE = Answer(413, "body-too-large")
 
 @dataclass(frozen=True, slots=True)
 class RequestPolicy:
-    """The limits and host list the adapter screens requests with (built once from ``server``).
+    """The limits and host list the front screens requests with (built once from ``server``).
 
     ``max_body_bytes`` 0 means no limit (as nginx's ``client_max_body_size 0``).
     """

@@ -1,7 +1,7 @@
 """The pipeline's own request and response types, independent of any server framework.
 
-A server adapter (``proxy.server.aiohttp_adapter`` today, a faster protocol front later) turns what it
-received into an ``EdgeRequest``, calls ``Pipeline.handle``, and writes the ``EdgeResponse`` it gets back.
+The viewer front (``proxy.server.http1``, the edge's own HTTP/1.1 server) turns what it received into an
+``EdgeRequest``, calls ``Pipeline.handle``, and writes the ``EdgeResponse`` it gets back.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class EdgeRequest:
     version: tuple[int, int] = (1, 1)
     body: AsyncIterator[bytes] | None = None
     content_length: int | None = None
-    # Set by the adapter: relays a 1xx interim response (103 Early Hints) to the viewer before the final one.
+    # Set by the front: relays a 1xx interim response (103 Early Hints) to the viewer before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
 
     @property
@@ -49,9 +49,9 @@ class EdgeResponse:
 
     Exactly one body form is used: ``body`` (bytes or a list of parts written in order, never copied) or
     ``stream`` (an async iterator whose chunks are written as they come). ``content_length`` is the length
-    the adapter announces; None means the adapter frames the body itself (chunked). ``no_body`` is set for
+    the front announces; None means the front frames the body itself (chunked). ``no_body`` is set for
     HEAD, 204 and 304 answers: the head is written, no body ever is, even when ``content_length`` is set.
-    ``finish`` is awaited once the adapter is done with the stream, with ``completed`` telling whether the
+    ``finish`` is awaited once the front is done with the stream, with ``completed`` telling whether the
     whole body reached the viewer.
     """
 

@@ -95,6 +95,7 @@ _FILL_DROPPED = (
     "If-Match",
     "If-Unmodified-Since",
     *METHOD_OVERRIDE_HEADERS,
+    "Content-Length",  # a fill is sent without the viewer's body (RFC 9110 §8.6)
 )
 # Request fields the edge rewrites itself rather than passing on from the viewer.
 # Forwarding headers from viewers are never trusted nor passed on (cache-poisoning defence, docs/security.md).

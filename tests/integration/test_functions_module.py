@@ -42,7 +42,6 @@ from proxy.http.headers import HOP_BY_HOP
 from proxy.origin.base import OriginRequest
 from proxy.origin.http import HttpOrigin
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
-from proxy.server.aiohttp_adapter import to_edge_request
 from proxy.settings.model import FunctionsConfig
 from tests.conftest import Origin
 
@@ -51,6 +50,23 @@ IPHONE = (
     "Version/17.4 Mobile/15E148 Safari/604.1"
 )
 _DROPPED = HOP_BY_HOP | {"host", "content-length"}
+
+
+def to_edge_request(raw: BaseRequest) -> EdgeRequest:
+    """The pipeline's view of the mini edge's aiohttp request, as the viewer front builds it from the wire
+    (raw path and query, headers as received)."""
+    path, _, query = raw.raw_path.partition("?")
+    return EdgeRequest(
+        method=raw.method,
+        path=path,
+        query=query,
+        headers=raw.headers,
+        client_ip=raw.remote or "",
+        host=raw.headers.get("Host", ""),
+        version=(raw.version.major, raw.version.minor),
+        body=raw.content.iter_any() if raw.body_exists else None,
+        content_length=raw.content_length,
+    )
 
 
 class MiniEdge:
@@ -65,7 +81,7 @@ class MiniEdge:
         return self.behaviours[prefix] if prefix is not None else None
 
     async def handle(self, raw: BaseRequest) -> web.StreamResponse:
-        request = to_edge_request(raw, "http")
+        request = to_edge_request(raw)
         # RECV sets Edge-Viewer-Device once per request, replacing what the viewer sent.
         headers = CIMultiDict(request.headers)
         headers[DEVICE_HEADER] = classify_device(headers.get("User-Agent"))

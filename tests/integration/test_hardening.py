@@ -1,7 +1,7 @@
 """Hostile input at the viewer side, through raw sockets: open-proxy attempts, smuggling, oversized heads
 and bodies, slow viewers, connection floods, and a fuzz run after which the edge must still serve.
 
-The edge here is served by ``proxy.server.aiohttp_adapter.make_server`` (the adapter's hardened server);
+The edge here is served by ``proxy.server.http1.make_server`` (the HTTP/1.1 front with the hardening);
 ``test_edge_serves_through_the_hardened_server`` checks that ``proxy.app.Edge`` uses it too.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from proxy.app import Edge
-from proxy.server.aiohttp_adapter import EdgeServer, make_server
+from proxy.server.http1 import H1Server, make_server
 from proxy.settings import parse_config
 from tests.conftest import EdgeFactory, Origin, wait_for
 
@@ -38,7 +38,7 @@ LEAKS = (b"Traceback", b"aiohttp", b"Python/", b'File "', b".py")
 @dataclass
 class RawEdge:
     edge: Edge
-    server: EdgeServer
+    server: H1Server
     port: int
 
     async def exchange(self, data: bytes, *, source: str = "127.0.0.1", eof: bool = False) -> bytes:
@@ -66,7 +66,7 @@ HardenedFactory = Callable[..., Awaitable[RawEdge]]
 
 @pytest.fixture
 async def hardened(tmp_path: Path) -> AsyncIterator[HardenedFactory]:
-    started: list[tuple[web.ServerRunner, Edge]] = []
+    started: list[tuple[H1Server, Edge]] = []
 
     async def start(
         origin: Origin,
@@ -83,16 +83,13 @@ async def hardened(tmp_path: Path) -> AsyncIterator[HardenedFactory]:
         server = make_server(
             edge.pipeline, config.server, max_connections=max_connections, lingering_time=lingering_time
         )
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        started.append((runner, edge))
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return RawEdge(edge, server, runner.addresses[0][1])
+        started.append((server, edge))
+        bound = await server.listen("127.0.0.1", 0)
+        return RawEdge(edge, server, bound[0][1])
 
     yield start
-    for runner, edge in started:
-        await runner.cleanup()
+    for server, edge in started:
+        await server.shutdown(1.0)
         await edge.stop()
 
 
