@@ -60,6 +60,10 @@ async def _request_body(
     request: BaseRequest, policy: RequestPolicy | None = None, meter: _BodyMeter | None = None
 ) -> AsyncIterator[bytes]:
     content = request.content
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        # RFC 9110 §10.1.1: the viewer waits for this before sending the body; aiohttp's low-level server
+        # never sends it. Sent when the body is first wanted, so a refused request gets its answer instead.
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     while True:
         if policy is None or meter is None:
             chunk = await content.readany()
