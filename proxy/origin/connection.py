@@ -80,6 +80,7 @@ class OriginConnection(asyncio.Protocol):
         self.complete = False
         self._eof_framed = False  # body delimited by the connection closing (RFC 9112 §6.3 rule 8)
         self._head_bytes = 0
+        self._field_bytes = 0
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._read_paused = False
@@ -172,12 +173,16 @@ class OriginConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.head_done:  # fields after the head are trailers: not forwarded
             self.headers.append((_text(name), _text(value)))
+            self._field_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         if self.head_done:
             return
         parser = self._parser
         assert parser is not None
+        if self._field_bytes > MAX_HEAD_BYTES:
+            self._fail(OriginProtocolError("the origin's response head is too large"))
+            return
         status = parser.get_status_code()
         if status < 200:
             self._interim(status)
@@ -253,7 +258,7 @@ class OriginConnection(asyncio.Protocol):
         self.keep_alive = False
         self.content_length = None
         self.received_any = self.head_done = self.complete = self._eof_framed = False
-        self._head_bytes = self._buffered = 0
+        self._head_bytes = self._field_bytes = self._buffered = 0
         self._chunks.clear()
         self._error = None
 
