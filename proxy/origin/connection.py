@@ -72,6 +72,7 @@ class OriginConnection(asyncio.Protocol):
         self._head_future: asyncio.Future[None] | None = None
         self.status = 0
         self.reason = ""
+        self._reason = b""
         self.headers: list[tuple[str, str]] = []
         self.keep_alive = False
         self.content_length: int | None = None
@@ -167,8 +168,8 @@ class OriginConnection(asyncio.Protocol):
             self.reusable = False  # a second response nobody asked for
 
     def on_status(self, status: bytes) -> None:
-        if not self.head_done:
-            self.reason = _text(status)
+        if not self.head_done:  # may come in pieces, split across reads
+            self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.head_done:  # fields after the head are trailers: not forwarded
@@ -188,6 +189,7 @@ class OriginConnection(asyncio.Protocol):
             self._interim(status)
             return
         self.status = status
+        self.reason = _text(self._reason)
         self.head_done = True
         self.keep_alive = parser.should_keep_alive()
         framed = False
@@ -225,7 +227,7 @@ class OriginConnection(asyncio.Protocol):
             with contextlib.suppress(Exception):  # a viewer gone away must not break the exchange
                 hook(status, CIMultiDictProxy(CIMultiDict(self.headers)))
         self.headers = []
-        self.reason = ""
+        self._reason = b""
 
     def on_body(self, body: bytes) -> None:
         if self._error is not None:
@@ -254,6 +256,7 @@ class OriginConnection(asyncio.Protocol):
         self._head_future = None
         self.status = 0
         self.reason = ""
+        self._reason = b""
         self.headers = []
         self.keep_alive = False
         self.content_length = None
