@@ -626,19 +626,22 @@ async def test_refused_and_connect_timeout(
     with pytest.raises(OriginConnectError):
         await fetch_all(clients(f"http://127.0.0.1:{port}"))
     # A TLS handshake that never completes is bounded by connect_timeout.
-    accepted: list[asyncio.StreamWriter] = []
+    accepted: list[asyncio.BaseTransport] = []
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # and never a byte back
+    class Silent(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.append(transport)  # and never a byte back
 
-    silent = await asyncio.start_server(accept, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    silent = await loop.create_server(Silent, "127.0.0.1", 0)
     try:
         port = silent.sockets[0].getsockname()[1]
         with pytest.raises(OriginTimeoutError):
             await fetch_all(clients(f"https://127.0.0.1:{port}", connect_timeout=0.1))
+        await wait_for(lambda: len(accepted) == 1)
     finally:
-        for writer in accepted:
-            writer.close()
+        for transport in accepted:
+            transport.close()
         silent.close()
         await silent.wait_closed()
 
