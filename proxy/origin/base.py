@@ -37,10 +37,14 @@ class OriginRequest:
     method: str
     target: str  # origin-form request target: raw path plus "?query" when there is one
     headers: CIMultiDict[str]
-    body: AsyncIterator[bytes] | None = None
+    # None: no body; bytes: a buffered body (sent with its Content-Length, replayable on a retry); a stream:
+    # sent with ``content_length`` when known, else chunked. The client frames it: framing fields in
+    # ``headers`` are ignored.
+    body: bytes | AsyncIterator[bytes] | None = None
     viewer_host: str = ""  # the viewer's Host, for host_header: viewer
     # Called with each 1xx interim response (103 Early Hints) the origin sends before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
+    content_length: int | None = None  # the length of a streamed ``body``, when the viewer announced it
 
 
 async def _no_release() -> None:

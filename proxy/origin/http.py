@@ -1,23 +1,22 @@
-"""HTTP origins: one pooled aiohttp client per origin per worker process.
+"""HTTP origins: our own HTTP/1.1 client, one connection pool per origin per worker process.
 
 Created at start-up from ``origins.NAME`` (with ``url``); ``fetch`` is called by the FETCH phase. The client
-never follows redirects, keeps no cookie jar and never decompresses: bytes pass through as the origin sent
-them (NOTES: aiohttp as proxy client). Failures are translated into the ``OriginError`` family so the
-pipeline can answer 502/504 (and, later, fail over).
+never follows redirects, keeps no cookies and never decodes content: bytes pass through as the origin sent
+them. Framing is always ours (RFC 9112 §6): the caller's ``Content-Length``, ``Transfer-Encoding``,
+``Connection``, ``Keep-Alive`` and ``Expect`` fields are dropped and the body decides — none, a
+``Content-Length`` for bytes or a stream of known length, chunked coding otherwise. ``Expect: 100-continue``
+is never sent: an origin that never answers 100 (Python's ``http.server``) must not wedge a connection.
+Failures are translated into the ``OriginError`` family so the pipeline can answer 502/504 or fail over.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+import ssl
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.connector import Connection
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
 from proxy.http.headers import strip_hop_by_hop
 from proxy.origin.base import (
@@ -28,58 +27,28 @@ from proxy.origin.base import (
     OriginResponse,
     OriginTimeoutError,
 )
+from proxy.origin.connection import EarlyCloseError, OriginConnection
+from proxy.origin.pool import ConnectionPool
 
-READ_CHUNK = 64 * 1024
+__all__ = ["HttpOrigin"]
 
-InterimHook = Callable[[int, CIMultiDictProxy[str]], None]
-# The hook of the request being fetched in this task: aiohttp creates the response object itself, so the
-# per-request callback travels in a context variable rather than an argument.
-_interim_hook: contextvars.ContextVar[InterimHook | None] = contextvars.ContextVar(
-    "interim_hook", default=None
+# Fields the client sets itself (framing, connection management, Host), dropped from the given headers.
+_OWN_FIELDS = frozenset(
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "expect",
+        "te",
+        "trailer",
+        "upgrade",
+    )
 )
-
-
-class InterimAwareResponse(aiohttp.ClientResponse):
-    """aiohttp's response, but 1xx interim responses the origin sends before the final one (103 Early
-    Hints) are handed to the request's hook as they arrive, instead of being dropped (RFC 9110 §15.2: a
-    proxy forwards them). 100 Continue belongs to this hop and 101 is an upgrade: neither is relayed."""
-
-    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        hook = _interim_hook.get()
-        protocol = connection.protocol
-        if hook is None or protocol is None:
-            return await super().start(connection)
-        original = protocol.read
-
-        async def read() -> Any:
-            message, payload = await original()
-            if 101 < message.code < 200:
-                with contextlib.suppress(Exception):  # a viewer gone away must not break the exchange
-                    hook(message.code, message.headers)
-            return message, payload
-
-        protocol.read = read  # type: ignore[method-assign]
-        try:
-            return await super().start(connection)
-        finally:
-            del protocol.read
-
-
-# aiohttp adds these unless told not to; the viewer's own values (if any) are forwarded instead.
-_SKIP_AUTO_HEADERS = ("Accept-Encoding", "User-Agent", "Content-Type")
-
-
-def translate_client_error(exc: BaseException) -> OriginError:
-    """Map an aiohttp/asyncio exception raised while talking to an origin onto our error family."""
-    if isinstance(exc, OriginError):
-        return exc
-    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.SocketTimeoutError | asyncio.TimeoutError):
-        return OriginTimeoutError(str(exc) or "origin timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return OriginConnectError(str(exc))
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return OriginTimeoutError(str(exc) or "origin timed out")
-    return OriginProtocolError(str(exc) or type(exc).__name__)
+# RFC 9110 §8.6: a request whose method defines a body says Content-Length: 0 when it has none.
+_EMPTY_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 
 class HttpOrigin:
@@ -96,43 +65,38 @@ class HttpOrigin:
         max_connections: int = 100,
         headers: dict[str, str] | None = None,
         tls_verify: bool = True,
+        keepalive_timeout: float = 4.0,
     ) -> None:
         self.name = name
+        parts = urlsplit(url)
+        self._tls = parts.scheme == "https"
         self._tls_verify = tls_verify
-        parsed = URL(url)
-        self._base = str(parsed.with_path("").with_query(None).with_fragment(None)).rstrip("/")
-        self._prefix = parsed.raw_path.rstrip("/")
-        self._origin_host = parsed.raw_authority
+        self._ssl: ssl.SSLContext | None = None
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._tls else 80)
+        self._origin_host = parts.netloc.rpartition("@")[2]
+        self._prefix = parts.path.rstrip("/")
+        self._base = f"{parts.scheme}://{self._origin_host}"
         self._host_header = host_header
-        self._extra_headers = tuple((headers or {}).items())
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout, connect=None
+        self._extra = tuple((headers or {}).items())
+        self._extra_names = frozenset(name.lower() for name, _ in self._extra)
+        self._extra_lines = "".join(f"{k}: {v}\r\n" for k, v in self._extra)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._pool = ConnectionPool(
+            self._connect,
+            max_connections=max_connections,
+            keepalive_timeout=keepalive_timeout,
+            wait_timeout=connect_timeout,
         )
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def url(self) -> str:
         return self._base + self._prefix
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Created lazily inside the running loop (aiohttp sessions bind to the loop they are made in).
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                limit_per_host=self._max_connections,
-                ttl_dns_cache=60,
-                ssl=self._tls_verify,  # https origins are verified unless the origin opted out
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                response_class=InterimAwareResponse,
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
-            )
-        return self._session
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
 
     def host_for(self, viewer_host: str) -> str:
         """The Host header sent to this origin (``host_header``: origin | viewer | a literal name)."""
@@ -142,60 +106,155 @@ class HttpOrigin:
             return viewer_host or self._origin_host
         return self._host_header
 
-    async def fetch(self, request: OriginRequest) -> OriginResponse:
-        """Send the request and return once the response head arrived; the body streams afterwards."""
-        headers = request.headers
-        headers["Host"] = self.host_for(request.viewer_host)
-        for name, value in self._extra_headers:
-            headers[name] = value
-        url = URL(self._base + self._prefix + request.target, encoded=True)
-        token = _interim_hook.set(request.on_interim)
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            context = ssl.create_default_context()
+            if not self._tls_verify:  # the origin opted out (self-signed certificates)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._ssl = context
+        return self._ssl
+
+    async def _connect(self) -> OriginConnection:
+        """Open a new connection (TLS with SNI = the origin's host name for https origins)."""
+        loop = asyncio.get_running_loop()
+        conn = OriginConnection(loop, self._read_timeout, self._pool.lost)
         try:
-            response = await self._client().request(
-                request.method,
-                url,
-                headers=headers,
-                data=request.body,
-                allow_redirects=False,
-                compress=False,
-            )
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise translate_client_error(exc) from exc
-        finally:
-            _interim_hook.reset(token)
-        out_headers = CIMultiDict(response.headers)
-        strip_hop_by_hop(out_headers)
-        # The adapter frames the body itself; the origin's Content-Length stays valid since bytes are
-        # passed through undecoded (auto_decompress=False).
-        length = response.content_length
+            async with asyncio.timeout(self._connect_timeout):
+                if self._tls:
+                    await loop.create_connection(
+                        lambda: conn, self._host, self._port, ssl=self._context(), server_hostname=self._host
+                    )
+                else:
+                    await loop.create_connection(lambda: conn, self._host, self._port)
+        except TimeoutError:
+            raise OriginTimeoutError(f"connecting to {self.url} timed out") from None
+        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
+            raise OriginConnectError(f"cannot connect to {self.url}: {exc}") from exc
+        return conn
 
-        async def release() -> None:
-            response.release()
+    def _head(self, request: OriginRequest) -> tuple[bytes, bool]:
+        """The request head, encoded once, and whether the body goes chunked."""
+        lines = [request.method, " ", self._prefix, request.target, " HTTP/1.1\r\nHost: "]
+        lines.append(self.host_for(request.viewer_host))
+        lines.append("\r\n")
+        count = 2
+        own, extra = _OWN_FIELDS, self._extra_names
+        for name, value in request.headers.items():
+            lowered = name.lower()
+            if lowered in own or lowered in extra:
+                continue
+            lines += (name, ": ", value, "\r\n")
+            count += 1
+        if self._extra_lines:
+            lines.append(self._extra_lines)
+            count += len(self._extra)
+        body = request.body
+        chunked = False
+        if body is None:
+            if request.method in _EMPTY_BODY_METHODS:
+                lines.append("Content-Length: 0\r\n")
+                count += 1
+        elif isinstance(body, bytes):
+            lines += ("Content-Length: ", str(len(body)), "\r\n")
+            count += 1
+        elif request.content_length is not None:
+            lines += ("Content-Length: ", str(request.content_length), "\r\n")
+            count += 1
+        else:
+            lines.append("Transfer-Encoding: chunked\r\n")
+            chunked = True
+            count += 1
+        lines.append("\r\n")
+        text = "".join(lines)
+        # Each line ends with exactly one CR LF: any other CR or LF came from a value (header injection).
+        if text.count("\n") != count + 1 or text.count("\r") != count + 1:
+            raise OriginProtocolError("a request field contains a line break")
+        return text.encode("utf-8", "surrogateescape"), chunked
 
+    async def fetch(self, request: OriginRequest) -> OriginResponse:
+        """Send the request and return once the response head arrived; the body streams afterwards.
+
+        A request that fails on a reused connection before any response byte (the origin closed it while
+        idle) is sent once more on a new connection when its body can be replayed (none, or bytes)."""
+        try:
+            head, chunked = self._head(request)
+        except UnicodeEncodeError as exc:
+            raise OriginProtocolError(f"a request field cannot be encoded: {exc}") from None
+        conn = await self._pool.acquire()
+        try:
+            return await self._exchange(conn, request, head, chunked)
+        except EarlyCloseError:
+            body = request.body
+            if conn.uses < 2 or not (body is None or isinstance(body, bytes)):
+                raise
+        conn = await self._pool.acquire(fresh=True)
+        return await self._exchange(conn, request, head, chunked)
+
+    async def _exchange(
+        self, conn: OriginConnection, request: OriginRequest, head: bytes, chunked: bool
+    ) -> OriginResponse:
+        conn.begin(request.method == "HEAD", request.on_interim)
+        try:
+            try:
+                await conn.send(head, request.body, chunked)
+            except OriginError:
+                if not conn.head_done:  # an early answer (say 413) stands even if the upload failed
+                    raise
+                conn.reusable = False
+            await conn.response_head()
+        except BaseException:
+            conn.end()
+            self._pool.release(conn, False)
+            raise
+        headers: CIMultiDict[str] = CIMultiDict(conn.headers)
+        strip_hop_by_hop(headers)
+        body = ResponseBody(conn, self._pool)
         return OriginResponse(
-            status=response.status,
-            headers=out_headers,
-            body=_iterate(response),
-            content_length=length,
-            reason=response.reason or "",
-            release=release,
+            status=conn.status,
+            headers=headers,
+            body=body,
+            content_length=conn.content_length,
+            reason=conn.reason,
+            release=body.release,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
 
-async def _iterate(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Yield body chunks as they arrive; a failure mid-body becomes an ``OriginError``."""
-    content = response.content
-    try:
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            yield chunk
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        response.close()
-        raise translate_client_error(exc) from exc
+class ResponseBody:
+    """The body of one response, read from its connection; the connection goes back to the pool as soon
+    as the body is complete, or is closed by ``release`` when the body was not read to the end."""
+
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, conn: OriginConnection, pool: ConnectionPool) -> None:
+        self._conn: OriginConnection | None = conn
+        self._pool = pool
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
+        try:
+            chunk = await conn.read()
+        except BaseException:
+            self._finish()
+            raise
+        if not chunk:
+            self._finish()
+            raise StopAsyncIteration
+        return chunk
+
+    def _finish(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            self._pool.release(conn, conn.end())
+
+    async def release(self) -> None:
+        self._finish()

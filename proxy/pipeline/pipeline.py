@@ -99,7 +99,9 @@ _FILL_DROPPED = (
 )
 # Request fields the edge rewrites itself rather than passing on from the viewer.
 # Forwarding headers from viewers are never trusted nor passed on (cache-poisoning defence, docs/security.md).
-_REQUEST_DROPPED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", *FORWARDING_HEADERS))
+# Expect: 100-continue belongs to the viewer's hop (the front answers it); an origin that never sends 100
+# must not hold the request (RFC 9110 §10.1.1).
+_REQUEST_DROPPED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Expect", *FORWARDING_HEADERS))
 # Response fields not kept in a stored entry: framing is redone per delivery, Age is recomputed (§4.2.3),
 # X-Cache is ours.
 # RFC 9110 §9.2.2: only these may be retried on another origin (and only before any byte reached the viewer).
@@ -570,9 +572,9 @@ class Pipeline:
         capability = request.headers.get("Surrogate-Capability")
         mine = surrogate_capability(self.name)[1]
         headers["Surrogate-Capability"] = f"{capability}, {mine}" if capability else mine
-        request_body: AsyncIterator[bytes] | None = None
+        request_body: bytes | AsyncIterator[bytes] | None = None
         if not fill:
-            request_body = _replay(body) if body is not None else request.body
+            request_body = body if body is not None else request.body
         return OriginRequest(
             method=method,
             target=target,
@@ -580,20 +582,22 @@ class Pipeline:
             body=request_body,
             viewer_host=request.host,
             on_interim=request.on_interim,
+            content_length=request.content_length if request_body is not None else None,
         )
 
-    async def _replayable_body(self, ctx: RequestContext) -> tuple[bool, bytes | None]:
-        """Whether this request may go to a second origin, and its body buffered for that when it has one."""
+    async def _replayable_body(self, ctx: RequestContext, failover: bool) -> tuple[bool, bytes | None]:
+        """Whether this request may go to a second origin (``failover``: the group has one), and its body
+        buffered when it has one of a known length up to ``REPLAYABLE_BODY``: for that, and for the
+        client's one retry on a new connection when a reused one was closed under it (any method)."""
         request = ctx.request
-        if request.method not in IDEMPOTENT_METHODS:
-            return False, None
+        failover = failover and request.method in IDEMPOTENT_METHODS
         if request.body is None:
-            return True, None
+            return failover, None
         length = request.content_length
         if length is None or length > REPLAYABLE_BODY:
             return False, None
         parts = [chunk async for chunk in request.body]
-        return True, b"".join(parts)
+        return failover, parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _forward(
         self, ctx: RequestContext, behaviour: BehaviourRuntime, *, fill: bool, entry: CacheEntry | None
@@ -610,9 +614,7 @@ class Pipeline:
             # Every origin is known to be down: serve stale at once, without waiting out a timeout.
             assert entry is not None
             return self._serve_stale(ctx, entry, None)
-        retryable, body = (False, None)
-        if len(group.members) > 1:
-            retryable, body = await self._replayable_body(ctx)
+        retryable, body = await self._replayable_body(ctx, len(group.members) > 1)
         ctx.tried = []
         functions = behaviour.functions
         generated = False

@@ -101,6 +101,7 @@ def make_origin(name: str, config: OriginConfig) -> Origin:
         max_connections=config.max_connections,
         headers=dict(config.headers),
         tls_verify=config.tls_verify,
+        keepalive_timeout=config.keepalive_timeout,
     )
 
 
