@@ -181,6 +181,13 @@ class HttpOrigin:
             head, chunked = self._head(request)
         except UnicodeEncodeError as exc:
             raise OriginProtocolError(f"a request field cannot be encoded: {exc}") from None
+        body = request.body
+        if body is not None and not isinstance(body, bytes):
+            # Wait for the viewer's first body bytes before taking a connection: an upload that fails at
+            # once (bad chunk framing, a limit, a viewer gone) never reaches the origin, and a slow uploader
+            # does not hold a pooled connection while it has sent nothing.
+            first = await anext(body, b"")
+            request.body = _prepended(first, body)
         conn = await self._pool.acquire()
         try:
             return await self._exchange(conn, request, head, chunked)
@@ -258,3 +265,11 @@ class ResponseBody:
 
     async def release(self) -> None:
         self._finish()
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``first`` (already read from ``rest``), then the rest of the stream."""
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

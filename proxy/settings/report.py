@@ -40,6 +40,7 @@ ACTIVE_KEYS: set[str] = {
     "server.workers",
     "server.tls",
     "origins.*.tls_verify",
+    "origins.*.keepalive_timeout",
     "server.hosts",
     "server.limits.max_body_bytes",
     "admin",
