@@ -436,7 +436,10 @@ async def test_explicit_freshness(
         pytest.param([("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "abc")], True, id="bad Age"),
         pytest.param([("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "-7200")], True, id="negative"),
         pytest.param([("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "7200.0")], True, id="float"),
-        pytest.param([("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "0, 7200")], True, id="list"),
+        pytest.param([("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "0, 7200")], True, id="prefix"),
+        pytest.param(
+            [("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "7200, 0")], False, id="suffix"
+        ),
     ],
 )
 async def test_age_counts_against_the_lifetime(
@@ -451,15 +454,24 @@ async def test_age_counts_against_the_lifetime(
     assert a.hits == (1 if reused else 2)
 
 
-async def test_several_age_lines_are_invalid(make_edge: EdgeFactory, origin: Origin) -> None:
-    """RFC 9111 §5.1: Age is a single delta-seconds; two Age lines form a list, which is invalid and
-    ignored (like the one-line "7200, 0"), rather than the first line being believed."""
-    fields = [("Date", 0), ("Cache-Control", "max-age=3600"), ("Age", "7200"), ("Age", "0")]
+@pytest.mark.parametrize(
+    ("lines", "reused"),
+    [
+        pytest.param(["7200", "0"], False, id="old first"),
+        pytest.param(["0", "7200"], True, id="young first"),
+    ],
+)
+async def test_several_age_lines_use_the_first(
+    make_edge: EdgeFactory, origin: Origin, lines: list[str], reused: bool
+) -> None:
+    """RFC 9111 §5.1: several Age lines form a list (RFC 9110 §5.3), and a cache uses the first member of a
+    list-based Age, discarding the rest (cache-tests age-parse-suffix-twoline / -prefix-twoline)."""
+    fields = [("Date", 0), ("Cache-Control", "max-age=3600"), *(("Age", line) for line in lines)]
     a = script(origin, "/a", Reply(fields))
     edge = await start(make_edge, origin)
     await fetch(edge, "/a")
     await fetch(edge, "/a")
-    assert a.hits == 1
+    assert a.hits == (1 if reused else 2)
 
 
 async def test_response_becomes_stale(make_edge: EdgeFactory, origin: Origin) -> None:
