@@ -35,6 +35,7 @@ __all__ = [
     "TTLPolicy",
     "corrected_initial_age",
     "decide_store",
+    "first_age_member",
     "parse_expires",
     "reuse_decision",
 ]
@@ -81,20 +82,36 @@ def corrected_initial_age(
 
     Called once when a response head arrives from the origin; the result goes to
     ``CacheEntry.initial_age``. ``age_value`` is the raw ``Age`` field value, or all its field lines
-    (``headers.getall("Age", ())``): an invalid or absent Age counts as 0 (§5.1 ``Age = delta-seconds``;
-    §4.2.3 "or 0, if not available"). Several Age lines combine into a list (RFC 9110 §5.3), which is not
-    delta-seconds either, so they count as 0 too, as do a negative or fractional value. ``date`` is the
-    parsed ``Date`` (``None`` when absent or invalid: apparent_age is then 0). A negative response delay
-    (clock skew between the two readings) is taken as 0.
+    (``headers.getall("Age", ())``). Several lines combine into one list (RFC 9110 §5.3), and a
+    list-valued Age uses its first member, the rest discarded (§5.1 "SHOULD use the first member");
+    empty list elements are skipped (RFC 9110 §5.6.1). An absent Age, or a first member that is not
+    ``delta-seconds`` (negative, fractional, with parameters), counts as 0 (§4.2.3 "or 0, if not
+    available"). ``date`` is the parsed ``Date`` (``None`` when absent or invalid: apparent_age is then
+    0). A negative response delay (clock skew between the two readings) is taken as 0.
     """
-    if age_value is not None and not isinstance(age_value, str):
-        lines = list(age_value)
-        age_value = lines[0] if len(lines) == 1 else None
-    age = parse_delta_seconds(age_value) or 0
+    age = parse_delta_seconds(first_age_member(age_value)) or 0
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     response_delay = max(0.0, response_time - request_time)
     corrected_age_value = age + response_delay
     return max(apparent_age, corrected_age_value)
+
+
+def first_age_member(age_value: str | Iterable[str] | None) -> str | None:
+    """The first non-empty member of an ``Age`` field (one value or all its lines), or ``None``.
+
+    Called by :func:`corrected_initial_age`: RFC 9111 §5.1 has a cache use the first member of a
+    list-based Age ("7200, 0" and the lines "7200" / "0" both give "7200"); empty elements do not count
+    (RFC 9110 §5.6.1).
+    """
+    if age_value is None:
+        return None
+    lines = (age_value,) if isinstance(age_value, str) else age_value
+    for line in lines:
+        for member in line.split(","):
+            member = member.strip(" \t")
+            if member:
+                return member
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -661,8 +661,10 @@ class Pipeline:
                 await response.release()
                 response = None
         if response is None:
-            if stale_ok:
-                assert entry is not None
+            # No response at all (connect error, connection closed before a response, timeout): the edge is
+            # disconnected from the origin, and RFC 9111 §4.2.4 lets it serve stale then, unless the entry
+            # forbids stale reuse (must-revalidate, proxy-revalidate, s-maxage, no-cache: §5.2.2).
+            if entry is not None and (stale_ok or _may_serve_disconnected(entry)):
                 return self._serve_stale(ctx, entry, None)
             assert failure is not None
             return self._origin_failed(ctx, failure)
@@ -702,8 +704,11 @@ class Pipeline:
             await response.release()
             check = freshens_compressed if self._compressed_by_us(ctx, entry) else freshens
             if not check(entry.headers, response.headers.items()):
-                # RFC 9111 §4.3.4: the 304 is about another representation: fetch it whole.
-                return await self._forward(ctx, behaviour, fill=True, entry=None)
+                # RFC 9111 §4.3.4: a 304 whose strong validator matches no stored response MUST NOT update
+                # one. It still answers the conditional request the edge built from this entry's own
+                # validators (§4.3.3): serve the entry once, unchanged, without updating or refetching it.
+                ctx.result = CacheResult.REFRESH_HIT
+                return self.deliver.from_entry(ctx, entry, hit=False)
             return self._refreshed(ctx, behaviour, entry, response, request_time, response_time)
         if not fill:
             return self._pass_through(ctx, response)
@@ -1051,6 +1056,16 @@ def _reason_phrase(status: int) -> str:
 def _stale_within(entry: CacheEntry, window: float, now: float) -> bool:
     """Whether a stale entry is still inside an RFC 5861 window (stale-while-revalidate/-if-error)."""
     return window > 0 and entry.age(now) < entry.ttl + window
+
+
+def _may_serve_disconnected(entry: CacheEntry) -> bool:
+    """Whether a stale entry may be served when the origin gave no response at all (RFC 9111 §4.2.4).
+
+    Called by FETCH when every attempt failed without a response. A disconnected cache may serve stale
+    unless an explicit directive forbids it: must-revalidate, proxy-revalidate, s-maxage (all in
+    ``must_revalidate``) or no-cache (§5.2.2.2, §5.2.2.4, §5.2.2.8, §5.2.2.10).
+    """
+    return not (entry.must_revalidate or entry.no_cache)
 
 
 async def _replay(body: bytes) -> AsyncIterator[bytes]:

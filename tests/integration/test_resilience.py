@@ -203,6 +203,38 @@ async def test_all_down_still_tries_the_primary(make_edge: EdgeFactory, origin: 
     assert response.status == 200 and body == b"back"
 
 
+async def test_single_origin_marked_down_still_answers_every_later_request(
+    make_edge: EdgeFactory, origin: Origin
+) -> None:
+    """Issue item 4: dropped connections mark the only origin DOWN, but with no other member to fail over to
+    it is still tried, so every request after the drops gets the origin's answer, not a 502."""
+    drops = 8  # the origin client may retry a GET once on a dropped connection: 4 or more failures
+
+    async def flaky(request: web.Request) -> web.Response:
+        nonlocal drops
+        if drops > 0:
+            drops -= 1
+            assert request.transport is not None
+            request.transport.close()  # no response at all, as cache-tests' disconnect does
+            raise ConnectionResetError("dropped on purpose")
+        return web.Response(text="answered")
+
+    origin.route("/flaky", flaky)
+    origin.static("/other", "other", Cache_Control="max-age=0, stale-if-error=600", ETag='"o"')
+    edge = await make_edge(single(), origin)
+    health = edge.edge.runtime.health["app"]
+    await edge.get("/other")  # stored, stale at once, with stale-if-error
+    while drops > 0:
+        response, _ = await edge.get("/flaky")
+        assert response.status == 502
+    assert health.times_down >= 1
+    for _ in range(5):
+        response, body = await edge.get("/flaky")
+        assert (response.status, body) == (200, b"answered")
+        response, body = await edge.get("/other")
+        assert (response.status, body) == (200, b"other")
+
+
 # ------------------------------------------------------------------ stale serving
 
 

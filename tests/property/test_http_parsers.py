@@ -12,7 +12,7 @@ from proxy.http.cache_control import CacheControl, parse_cache_control
 from proxy.http.cache_status import format_cache_status
 from proxy.http.conditional import evaluate_preconditions, parse_etag_list, strong_match, weak_match
 from proxy.http.dates import format_http_date, parse_http_date
-from proxy.http.freshness import TTLPolicy, decide_store
+from proxy.http.freshness import TTLPolicy, corrected_initial_age, decide_store, first_age_member
 from proxy.http.headers import parse_list_header
 from proxy.http.ranges import MAX_RANGES, if_range_allows, multipart_byteranges, parse_range
 
@@ -67,6 +67,27 @@ def test_parse_cache_control_never_raises(value: str | list[str]) -> None:
     for n in (cc.max_age, cc.s_maxage, cc.min_fresh, cc.max_stale, cc.stale_if_error):
         assert n is None or 0 <= n <= 2**31
     assert all(f == f.lower() and f for f in cc.no_cache_fields + cc.private_fields)
+
+
+@given(st.one_of(st.none(), hostile_text, st.lists(hostile_text, max_size=4)))
+@settings(max_examples=500)
+def test_corrected_initial_age_never_raises(age: str | list[str] | None) -> None:
+    """RFC 9111 §5.1: any Age value or lines give a finite age within delta-seconds' range."""
+    value = corrected_initial_age(age, None, 100.0, 100.0)
+    assert 0 <= value <= 2**31
+
+
+@given(
+    st.integers(min_value=0, max_value=2**40),
+    st.lists(st.one_of(st.integers(min_value=0, max_value=2**40).map(str), hostile_text), max_size=4),
+    st.booleans(),
+)
+def test_list_valued_age_uses_its_first_member(first: int, rest: list[str], separate_lines: bool) -> None:
+    """RFC 9111 §5.1: whatever follows the first member of a list-based Age (on the same line or on later
+    lines) is discarded."""
+    value: str | list[str] = [str(first), *rest] if separate_lines else ", ".join([str(first), *rest])
+    assert first_age_member(value) == str(first)
+    assert corrected_initial_age(value, None, 100.0, 100.0) == min(first, 2**31)
 
 
 @given(hostile_text, st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
