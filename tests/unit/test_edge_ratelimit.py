@@ -42,6 +42,23 @@ def test_table_memory_is_bounded() -> None:
     assert table.evicted == 9_900
 
 
+def test_charging_unknown_clients_keeps_the_bound() -> None:
+    table = BucketTable(requests=1, per=60.0, burst=1, max_clients=100)
+    for index in range(1_000):
+        table.charge(f"client-{index}", 1.0, float(index))
+    assert len(table) == 100
+    assert table.evicted == 900
+
+
+def test_debts_of_other_workers_are_bounded() -> None:
+    guard = RateLimitGuard(RateLimitConfig(requests=1, per=10.0, burst=1), max_clients=50)
+    for index in range(1_000):
+        guard.owe(f"ip:192.0.2.{index}", 1.0)
+    assert len(guard.debts) == 50
+    guard.owe("ip:192.0.2.0", 2.0)  # a client already owing keeps adding up
+    assert guard.debts["ip:192.0.2.0"] == 3.0
+
+
 def test_recently_seen_clients_are_kept() -> None:
     table = BucketTable(requests=1, per=60.0, burst=1, max_clients=2)
     table.take("a", 0.0)
