@@ -14,6 +14,7 @@ import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 
 @dataclass(slots=True)
@@ -53,9 +54,16 @@ class CacheEntry:
         over the headers): ``MemoryStore.set`` calls it once per store, never on the hit path.
         """
         getsizeof = sys.getsizeof
-        size = ENTRY_OVERHEAD + getsizeof(self.body) + HEADER_PAIR_OVERHEAD * len(self.headers)
-        for name, value in self.headers:
-            size += getsizeof(name) + getsizeof(value)
+        headers = self.headers
+        size = ENTRY_OVERHEAD + getsizeof(self.body) + HEADER_PAIR_OVERHEAD * len(headers)
+        if headers:
+            # All-ASCII header text (the usual case) costs its length plus a str header per string; one C
+            # join finds out, 4x faster than a getsizeof call per string.
+            text = "".join(chain.from_iterable(headers))
+            if text.isascii():
+                size += len(text) + 2 * _EMPTY_STR_SIZE * len(headers)
+            else:
+                size += sum(map(getsizeof, chain.from_iterable(headers)))
         for strings in (self.vary, self.tags):
             if strings:
                 size += getsizeof(strings) + sum(map(getsizeof, strings))
@@ -74,6 +82,7 @@ class CacheEntry:
 # than what the objects take.
 ENTRY_OVERHEAD = 448
 HEADER_PAIR_OVERHEAD = 64
+_EMPTY_STR_SIZE = sys.getsizeof("")  # an ASCII str costs this plus one byte per character
 
 
 # ------------------------------------------------------------------------------------------------------------
