@@ -192,6 +192,7 @@ class RateLimitGuard:
 
 
 SYNC_INTERVAL = 0.1  # seconds between two exchanges of granted tokens through the shared tier
+_MAX_WINDOW = 10 * 365 * 86400.0
 _PREFIX = "edgeproxy:v1:rl:"
 
 
@@ -211,7 +212,9 @@ class RateLimitSync:
         self.interval = interval
         self._clock = clock
         table = guard.table
-        self.window = max(1.0, table.burst / table.rate)
+        # At most 10 years however large burst x per is, so the Redis expiry (2 windows, in ms) stays a
+        # valid 64-bit expiry.
+        self.window = min(max(1.0, table.burst / table.rate), _MAX_WINDOW)
         self._expiry_ms = int(self.window * 2000)
         self._state: dict[str, tuple[int, int, int]] = {}  # key -> (window, granted here, charged here)
         self.exchanges = 0
