@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import re
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 
 @dataclass(slots=True)
@@ -44,8 +46,43 @@ class CacheEntry:
 
     @property
     def size(self) -> int:
-        """Approximate bytes this entry costs in memory: body plus header text plus a fixed overhead."""
-        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + 256
+        """Bytes this entry's objects take in a Python process, as the memory tier charges them.
+
+        Counted: the body, every stored header name and value (as ``str`` objects, so a non-ASCII value
+        costs its real 2 or 4 bytes per character), the tuple of header pairs, the Vary field names, the
+        tags, ``extra``, and ``ENTRY_OVERHEAD`` for the entry object itself. Computed on each call (a loop
+        over the headers): ``MemoryStore.set`` calls it once per store, never on the hit path.
+        """
+        getsizeof = sys.getsizeof
+        headers = self.headers
+        size = ENTRY_OVERHEAD + getsizeof(self.body) + HEADER_PAIR_OVERHEAD * len(headers)
+        if headers:
+            # All-ASCII header text (the usual case) costs its length plus a str header per string; one C
+            # join finds out, 4x faster than a getsizeof call per string.
+            text = "".join(chain.from_iterable(headers))
+            if text.isascii():
+                size += len(text) + 2 * _EMPTY_STR_SIZE * len(headers)
+            else:
+                size += sum(map(getsizeof, chain.from_iterable(headers)))
+        for strings in (self.vary, self.tags):
+            if strings:
+                size += getsizeof(strings) + sum(map(getsizeof, strings))
+        extra = self.extra
+        if extra:
+            size += getsizeof(extra) + sum(getsizeof(k) + getsizeof(v) for k, v in extra.items())
+        return size
+
+
+# What ``CacheEntry.size`` adds to the ``sys.getsizeof`` of the body and of each string. Measured on CPython
+# 3.11 (64-bit) with tracemalloc: 20,000 entries built as the STORE phase builds them (six distinct float
+# times, an empty ``extra``), held in a list, snapshot diff minus the getsizeof sums of their bodies and
+# strings: 405 bytes per entry without headers, Vary or tags (the slotted CacheEntry object, its floats, the
+# empty ``extra`` dict, the empty headers tuple), plus 64 bytes per header pair (the 2-tuple and its slot in
+# the headers tuple), whatever the number of headers (0, 5, 10, 20). Rounded up, so the charge is never less
+# than what the objects take.
+ENTRY_OVERHEAD = 448
+HEADER_PAIR_OVERHEAD = 64
+_EMPTY_STR_SIZE = sys.getsizeof("")  # an ASCII str costs this plus one byte per character
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -4,18 +4,36 @@ LOOKUP calls ``MemoryStore.get`` synchronously on every request (no await on a h
 once a response is complete; the admin API calls ``delete``/``keys``/``clear``/``stats``. One store per
 worker process, used from its event loop only, so there is no locking.
 
-Entries are kept as objects (no encoding). Their cost is ``CacheEntry.size``, measured when they are stored:
-an entry mutated in place afterwards (a 304 freshening its headers) keeps the cost it was stored with until it
-is stored again.
+Entries are kept as objects (no encoding). Their cost is ``charged_size(key, entry)``: the entry's own
+objects (``CacheEntry.size``: body, header names and values, Vary names, tags, the entry object) plus the key
+string and the store's own bookkeeping for one slot. It is measured once, when the entry is stored: an entry
+mutated in place afterwards (a 304 freshening its headers) keeps the cost it was stored with until it is
+stored again. With every object counted, ``max_bytes`` bounds what the store holds (tracemalloc measures
+within a few percent of ``bytes_used``); the process's RSS adds the allocator's own overhead on top.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from proxy.cache.entry import CacheEntry
+
+# The store's bookkeeping per entry, beyond the key string and the entry's own objects: the OrderedDict
+# slot (hash table entry and the linked-list node of its order) and the (entry, size) tuple with its int.
+# Measured on CPython 3.11 (64-bit) with tracemalloc: 20,000 prebuilt entries set into an empty store,
+# snapshot diff divided by the count: 154 bytes, the same for 20-byte and 12,000-byte keys. Rounded up.
+SLOT_OVERHEAD = 160
+
+
+def charged_size(key: str, entry: CacheEntry) -> int:
+    """What ``MemoryStore.set`` charges for ``entry`` under ``key``: the entry's objects, the key, the slot.
+
+    Called once per ``set`` (the STORE path), and by tests and tools that predict the charge.
+    """
+    return entry.size + sys.getsizeof(key) + SLOT_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +52,16 @@ class MemoryStats:
 
 
 class MemoryStore:
-    """A least-recently-used map from key to entry; the sum of ``CacheEntry.size`` stays ≤ ``max_bytes``."""
+    """A least-recently-used map from key to entry; the sum of ``charged_size`` stays ≤ ``max_bytes``."""
 
     __slots__ = ("_bytes", "_data", "_evictions", "_hits", "_max_bytes", "_max_object_bytes", "_misses")
 
     def __init__(self, max_bytes: int, max_object_bytes: int) -> None:
         """Create an empty store; called once per worker from the ``cache.memory`` settings.
 
-        ``max_bytes`` bounds the sum of entry sizes; ``max_object_bytes`` bounds a single entry (an entry
-        above either is refused by ``set``). Both must be ≥ 0; 0 makes a store that keeps nothing.
+        ``max_bytes`` bounds the sum of the charged sizes (``charged_size``: entry, key and slot);
+        ``max_object_bytes`` bounds a single one (an entry charged above either is refused by ``set``).
+        Both must be ≥ 0; 0 makes a store that keeps nothing.
         """
         if max_bytes < 0 or max_object_bytes < 0:
             raise ValueError("max_bytes and max_object_bytes must be >= 0")
@@ -77,12 +96,12 @@ class MemoryStore:
     def set(self, key: str, entry: CacheEntry) -> bool:
         """Store ``entry`` under ``key`` as most recently used; called by STORE when a response is complete.
 
-        Returns True when stored. Returns False, storing nothing, when ``entry.size`` exceeds
+        Returns True when stored. Returns False, storing nothing, when ``charged_size(key, entry)`` exceeds
         ``max_object_bytes`` or ``max_bytes``; an older entry under ``key`` is then removed too, since the
         response that replaced it could not be kept. Replacing a key charges the new size instead of the old
         one. Least recently used entries are evicted until the total fits in ``max_bytes``.
         """
-        size = entry.size
+        size = charged_size(key, entry)
         data = self._data
         old = data.pop(key, None)
         if old is not None:
@@ -136,7 +155,7 @@ class MemoryStore:
 
     @property
     def max_object_bytes(self) -> int:
-        """The largest ``CacheEntry.size`` that ``set`` accepts."""
+        """The largest ``charged_size`` (entry, key and slot) that ``set`` accepts."""
         return self._max_object_bytes
 
     def stats(self) -> MemoryStats:

@@ -100,10 +100,14 @@ class BucketTable:
     def charge(self, key: str, tokens: float, now: float) -> None:
         """Remove ``tokens`` that other workers granted ``key`` from its bucket here (it may go negative:
         the client then waits until the cluster-wide budget refills)."""
-        bucket = self._buckets.get(key)
+        buckets = self._buckets
+        bucket = buckets.get(key)
         if bucket is None:
             bucket = TokenBucket(self.burst, now)
-            self._buckets[key] = bucket
+            buckets[key] = bucket
+            if len(buckets) > self.max_clients:  # the same bound as take(): oldest client forgotten
+                buckets.popitem(last=False)
+                self.evicted += 1
         bucket.refill(now, self.rate, self.burst)
         bucket.tokens -= tokens
 
@@ -168,6 +172,17 @@ class RateLimitGuard:
         retry_after = max(1, math.ceil(wait))
         return refuse(ctx, 429, "rate-limited", CIMultiDict({"Retry-After": str(retry_after)}))
 
+    def owe(self, key: str, tokens: float) -> None:
+        """Record ``tokens`` that other workers granted ``key``, charged on its next request here; called by
+        ``RateLimitSync``. At most ``max_clients`` clients owe at once: a debt of a client beyond that is
+        dropped (it gets at most one sync period of extra budget), so clients that never come back cannot
+        grow the table without bound."""
+        debts = self.debts
+        if key in debts:
+            debts[key] += tokens
+        elif len(debts) < self.table.max_clients:
+            debts[key] = tokens
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters: requests limited, clients tracked now, buckets forgotten to stay within bounds."""
         return {
@@ -177,6 +192,7 @@ class RateLimitGuard:
 
 
 SYNC_INTERVAL = 0.1  # seconds between two exchanges of granted tokens through the shared tier
+_MAX_WINDOW = 10 * 365 * 86400.0
 _PREFIX = "edgeproxy:v1:rl:"
 
 
@@ -196,7 +212,9 @@ class RateLimitSync:
         self.interval = interval
         self._clock = clock
         table = guard.table
-        self.window = max(1.0, table.burst / table.rate)
+        # At most 10 years however large burst x per is, so the Redis expiry (2 windows, in ms) stays a
+        # valid 64-bit expiry.
+        self.window = min(max(1.0, table.burst / table.rate), _MAX_WINDOW)
         self._expiry_ms = int(self.window * 2000)
         self._state: dict[str, tuple[int, int, int]] = {}  # key -> (window, granted here, charged here)
         self.exchanges = 0
@@ -236,7 +254,7 @@ class RateLimitSync:
             own += count
             others = total - own  # what the rest of the cluster granted this client in this window
             if others > charged:
-                guard.debts[key] = guard.debts.get(key, 0.0) + (others - charged)
+                guard.owe(key, others - charged)
                 charged = others
             state[key] = (window, own, charged)
             if count > 0 or others > 0:

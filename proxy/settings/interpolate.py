@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from proxy.settings.errors import ConfigError, ConfigProblem
+
 __all__ = ["Interpolated", "interpolate"]
 
 # Everything str.splitlines() or YAML counts as a line break; none may be added or removed.
@@ -48,21 +50,43 @@ class Interpolated:
     warnings: tuple[str, ...]
 
 
-def interpolate(text: str, env: Mapping[str, str], filename: str = "<config>") -> Interpolated:
+def interpolate(
+    text: str, env: Mapping[str, str], filename: str = "<config>", *, max_length: int | None = None
+) -> Interpolated:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in ``text`` from ``env`` without moving any line.
 
-    Called by the loader on the raw file text before YAML parsing; ``filename`` only labels the warnings.
-    The result has exactly as many line breaks as ``text``, each on the same line.
+    Called by the loader on the raw file text before YAML parsing; ``filename`` labels the warnings.
+    The result has exactly as many line breaks as ``text``, each on the same line. With ``max_length``,
+    a result that would be longer raises ``ConfigError`` at the reference that crossed it, before the
+    result is built (many references to a long value cannot make a huge text).
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     line_starts = [0] + [m.end() for m in _YAML_LINE_BREAK_RE.finditer(text)]
     comments = _comment_spans(text)
     comment_starts = [start for start, _ in comments]
     warnings: list[str] = []
+    growth = 0  # how much longer than ``text`` the result is so far
+
+    def position(offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(line_starts, offset)
+        return line, offset - line_starts[line - 1] + 1
 
     def where(offset: int) -> str:
-        line = bisect.bisect_right(line_starts, offset)
-        return f"{filename}:{line}:{offset - line_starts[line - 1] + 1}"
+        line, column = position(offset)
+        return f"{filename}:{line}:{column}"
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal growth
+        result = replace(match)
+        growth += len(result) - len(match.group(0))
+        if max_length is not None and len(text) + growth > max_length:
+            line, column = position(match.start())
+            message = (
+                f"environment variables make the config longer than {max_length} characters, "
+                "the most a config may be"
+            )
+            raise ConfigError([ConfigProblem(filename, line, column, "", message)])
+        return result
 
     def in_comment(offset: int) -> bool:
         index = bisect.bisect_right(comment_starts, offset) - 1
@@ -98,7 +122,7 @@ def interpolate(text: str, env: Mapping[str, str], filename: str = "<config>") -
             return _LINE_BREAK_RE.sub(" ", value)
         return value
 
-    return Interpolated(_REFERENCE_RE.sub(replace, text), tuple(warnings))
+    return Interpolated(_REFERENCE_RE.sub(substitute, text), tuple(warnings))
 
 
 def _comment_spans(text: str) -> list[tuple[int, int]]:

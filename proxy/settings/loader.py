@@ -10,6 +10,11 @@ a ``ConfigError``.
 
 The YAML dialect is YAML 1.1 as PyYAML reads it, except that only ``true``/``false`` are booleans (so
 ``NO``, ``off`` and ``yes`` stay text: the Norway problem) and dates stay text.
+
+Hostile or mistaken files are refused before they can cost much: a file larger than ``MAX_CONFIG_BYTES`` is
+not read (nor is a text that ``${VAR}`` values would make larger than that), and YAML aliases may add at most
+``MAX_ALIAS_NODES`` nodes to the document (a "billion laughs" file is refused while it is being composed,
+before anything walks the expanded structure).
 """
 
 from __future__ import annotations
@@ -36,8 +41,16 @@ from proxy.settings.model import (
     format_key_path,
     known_keys,
 )
+from proxy.settings.units import format_size
 
-__all__ = ["config_for_origin", "load_config", "parse_config"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_CONFIG_BYTES", "config_for_origin", "load_config", "parse_config"]
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The largest config file (and text after ``${VAR}`` replacement) accepted: 1MiB. The reference config is
+about 10 KB; PyYAML's pure-Python parser takes seconds per MiB, so a larger file is refused unread."""
+MAX_ALIAS_NODES = 100_000
+"""How many nodes YAML aliases may add to a document, counting each alias as the size of what it expands to
+(nested aliases included). Merge keys (``<<: *defaults``) in a real config add a few thousand at most."""
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -46,7 +59,45 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans (only true/false) and no implicit timestamps."""
+    """PyYAML's safe loader with YAML 1.2 booleans (only true/false) and no implicit timestamps, and a
+    bound on what aliases expand to (``MAX_ALIAS_NODES``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> nodes it stands for with its aliases expanded
+        self._alias_nodes = 0  # nodes added by the aliases seen so far
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose as PyYAML does, counting each node's expanded size; refuse when aliases add too much.
+
+        An alias adds the expanded size of its anchor (1 while the anchor is still being composed: a cycle,
+        which the model reports). The count only grows, so a bomb is refused at the first alias past the
+        limit, after composing no more than the file's own nodes.
+        """
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in the stubs
+            node = super().compose_node(parent, index)
+            self._alias_nodes += self._expanded.get(id(node), 1)
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"aliases expand the document by more than {MAX_ALIAS_NODES:,} nodes (the limit; "
+                    "a YAML alias bomb?)",
+                    mark,
+                )
+            return node
+        node = super().compose_node(parent, index)
+        expanded = self._expanded
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(expanded.get(id(item), 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(expanded.get(id(k), 1) + expanded.get(id(v), 1) for k, v in node.value)
+        else:
+            size = 1
+        if node is not None:
+            expanded[id(node)] = size
+        return node
 
 
 _ConfigLoader.yaml_implicit_resolvers = {
@@ -70,10 +121,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """
     filename = os.fspath(path)
     try:
-        raw = Path(filename).read_bytes()
+        with open(filename, "rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: a huge file is refused unread
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError([ConfigProblem(filename, 0, 0, "", f"cannot read the file: {reason}")]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigProblem(filename, 0, 0, "", _TOO_LARGE)])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -100,7 +154,9 @@ def parse_config(
     environment: Mapping[str, str] = os.environ if env is None else env
     if base_dir is None:
         base_dir = Path.cwd() if filename.startswith("<") else Path(filename).absolute().parent
-    interpolated = interpolate(text, environment, filename)
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigProblem(filename, 0, 0, "", _TOO_LARGE)])
+    interpolated = interpolate(text, environment, filename, max_length=MAX_CONFIG_BYTES)
     root, data = _parse_yaml(interpolated.text, filename)
     source = _SourceMap(root, empty_file=True)
     problems: list[ConfigProblem] = [
@@ -148,6 +204,8 @@ def config_for_origin(url: str, listen: str | Sequence[str] | None = None) -> Ed
 
 
 # --------------------------------------------------------------------------------------------- parsing
+
+_TOO_LARGE = f"the file is larger than {format_size(MAX_CONFIG_BYTES)}, the most a config may be"
 
 
 def _parse_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:

@@ -42,7 +42,22 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.settings.units import format_duration, format_size, parse_duration, parse_size, split_listen
+from proxy.settings.units import (
+    MAX_CONNECTIONS,
+    MAX_PROBE_COUNT,
+    MAX_RATE_COUNT,
+    MAX_WORKERS,
+    Duration,
+    HeaderSize,
+    Period,
+    PositiveDuration,
+    PositiveSize,
+    SharedObjectSize,
+    Size,
+    format_duration,
+    format_size,
+    split_listen,
+)
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -260,18 +275,6 @@ def _error_status(value: int) -> int:
     return value
 
 
-def _positive_duration(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be more than 0s, got {format_duration(value)}")
-    return value
-
-
-def _positive_size(value: int) -> int:
-    if value <= 0:
-        raise ValueError(f"must be more than 0 bytes, got {value}")
-    return value
-
-
 def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
     """Drop repeated entries, keeping the first (``[GET, get]`` is one method)."""
     return tuple(dict.fromkeys(values))
@@ -307,10 +310,6 @@ def _network(value: object) -> IPv4Network | IPv6Network:
         raise ValueError(f"invalid network {value!r}: {error}") from None
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-PositiveSize = Annotated[int, BeforeValidator(parse_size), AfterValidator(_positive_size)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
 HeaderValue = Annotated[str, BeforeValidator(_null_as_empty), AfterValidator(_header_value)]
 CookieName = Annotated[str, AfterValidator(_cookie_name)]
@@ -389,6 +388,8 @@ def _workers(value: object) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if value > MAX_WORKERS:
+            raise ValueError(f"must be at most {MAX_WORKERS} processes, got {value}")
         return value
     raise ValueError(f'expected a number of processes (1 or more) or "auto", got {describe_value(value)}')
 
@@ -431,7 +432,7 @@ class TLSConfig(_Model):
 class LimitsConfig(_Model):
     """Bounds on what a viewer may send; requests beyond them get 431, 413, or are dropped."""
 
-    max_header_bytes: PositiveSize = 16 * 1024
+    max_header_bytes: HeaderSize = 16 * 1024
     max_body_bytes: Size = 10 * 1024 * 1024
     client_timeout: PositiveDuration = 60.0
 
@@ -492,7 +493,7 @@ class SharedConfig(_Model):
     """The optional shared tier (Redis or memcached through aiocache)."""
 
     url: str
-    max_object_bytes: PositiveSize = 8 * 1024 * 1024
+    max_object_bytes: SharedObjectSize = 8 * 1024 * 1024
     timeout: PositiveDuration = 0.1
 
     @field_validator("url")
@@ -531,8 +532,8 @@ class HealthConfig(_Model):
     path: UrlPath = "/healthz"
     interval: PositiveDuration = 5.0
     timeout: PositiveDuration = 2.0
-    unhealthy_after: int = Field(default=3, ge=1)
-    healthy_after: int = Field(default=2, ge=1)
+    unhealthy_after: int = Field(default=3, ge=1, le=MAX_PROBE_COUNT)
+    healthy_after: int = Field(default=2, ge=1, le=MAX_PROBE_COUNT)
 
 
 def _host_header(value: str) -> str:
@@ -556,7 +557,7 @@ class OriginConfig(_Model):
     host_header: Annotated[str, AfterValidator(_host_header)] = "origin"
     connect_timeout: PositiveDuration = 3.0
     read_timeout: PositiveDuration = 30.0
-    max_connections: int = Field(default=100, ge=1)
+    max_connections: int = Field(default=100, ge=1, le=MAX_CONNECTIONS)
     # Idle keep-alive connections are closed after this: below the 5 s many origins use (Node), so the
     # origin seldom closes one we are about to reuse.
     keepalive_timeout: PositiveDuration = Field(default=4.0, le=3600.0)
@@ -882,9 +883,9 @@ def _rate_key(value: str) -> str:
 class RateLimitConfig(_Model):
     """A token bucket per client: ``requests`` per ``per`` seconds, bursts up to ``burst``."""
 
-    requests: int = Field(ge=1)
-    per: PositiveDuration = 1.0
-    burst: int = Field(default=1, ge=1)
+    requests: int = Field(ge=1, le=MAX_RATE_COUNT)
+    per: Period = 1.0
+    burst: int = Field(default=1, ge=1, le=MAX_RATE_COUNT)
     by: Annotated[str, AfterValidator(_rate_key)] = "ip"
 
     @model_validator(mode="before")

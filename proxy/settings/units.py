@@ -12,11 +12,39 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-__all__ = ["format_duration", "format_size", "parse_duration", "parse_listen", "parse_size", "split_listen"]
+from pydantic import AfterValidator, BeforeValidator
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_DURATION",
+    "MAX_HEADER_SIZE",
+    "MAX_PROBE_COUNT",
+    "MAX_RATE_COUNT",
+    "MAX_SHARED_OBJECT_SIZE",
+    "MAX_SIZE",
+    "MAX_TIMEOUT",
+    "MAX_WORKERS",
+    "Duration",
+    "HeaderSize",
+    "Period",
+    "PositiveDuration",
+    "PositiveSize",
+    "SharedObjectSize",
+    "Size",
+    "duration_at_most",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_listen",
+    "parse_size",
+    "size_at_most",
+    "split_listen",
+]
 
 if TYPE_CHECKING:
     from proxy.settings.model import ListenAddress
@@ -252,3 +280,91 @@ def parse_listen(value: str | int) -> ListenAddress:
 
     host, port = split_listen(value)
     return ListenAddress(host=host, port=port)
+
+
+# --------------------------------------------------------------------------------------------- upper bounds
+# Every size, duration and count in the config has a maximum that no real deployment reaches but that keeps
+# the runtime safe: no value can overflow a C integer (parser limits, timers, Redis expiries) or make the
+# edge allocate absurd amounts. A value above its maximum is a config error at its line, naming the maximum.
+
+MAX_SIZE = 1024**4
+"""1TiB: any size (memory tier budget, object and body limits)."""
+MAX_HEADER_SIZE = 1024**2
+"""1MiB: per-request sizes that bound buffers of every request (``server.limits.max_header_bytes``)."""
+MAX_SHARED_OBJECT_SIZE = 512 * 1024**2
+"""512MiB: the largest value Redis stores (its ``proto-max-bulk-len``); memcached's own limit is lower."""
+MAX_DURATION = 10 * 365 * 86400.0
+"""10y: TTLs, stale windows, CORS max-age, rate-limit periods."""
+MAX_TIMEOUT = 86400.0
+"""1d: timeouts and intervals (connect, read, client, shared tier, health probe)."""
+MAX_WORKERS = 1024
+"""Processes of one edge (``server.workers``)."""
+MAX_CONNECTIONS = 100_000
+"""Connections to one origin (``origins.NAME.max_connections``)."""
+MAX_PROBE_COUNT = 1000
+"""Consecutive health probe results (``healthy_after``, ``unhealthy_after``)."""
+MAX_RATE_COUNT = 10**9
+"""Requests and burst of a rate limit."""
+
+
+def size_at_most(limit: int, *, positive: bool = False) -> Callable[[int], int]:
+    """A validator for a parsed size: refuses a value above ``limit`` (and 0, when ``positive``)."""
+
+    def check(value: int) -> int:
+        if positive and value <= 0:
+            raise ValueError(f"must be more than 0 bytes, got {value}")
+        if value > limit:
+            raise ValueError(f"must be at most {format_size(limit)}, got {_shown_size(value)}")
+        return value
+
+    return check
+
+
+def duration_at_most(limit: float, *, positive: bool = False) -> Callable[[float], float]:
+    """A validator for a parsed duration: refuses a value above ``limit`` (and 0, when ``positive``)."""
+
+    def check(value: float) -> float:
+        if positive and value <= 0:
+            raise ValueError(f"must be more than 0s, got {format_duration(value)}")
+        if value > limit:
+            raise ValueError(f"must be at most {format_duration(limit)}, got {_shown_duration(value)}")
+        return value
+
+    return check
+
+
+def _shown_size(value: int) -> str:
+    text = format_size(value)
+    return text if len(text) <= 40 else f"a {len(str(value))}-digit number of bytes"
+
+
+def _shown_duration(value: float) -> str:
+    text = format_duration(value)
+    return text if len(text) <= 40 else f"{value:.3g}s"
+
+
+# The annotated types the config model gives its fields: parse the text, then check the bounds.
+Size = Annotated[int, BeforeValidator(parse_size), AfterValidator(size_at_most(MAX_SIZE))]
+"""A size in bytes, 0 to 1TiB."""
+PositiveSize = Annotated[
+    int, BeforeValidator(parse_size), AfterValidator(size_at_most(MAX_SIZE, positive=True))
+]
+"""A size in bytes, more than 0, at most 1TiB."""
+HeaderSize = Annotated[
+    int, BeforeValidator(parse_size), AfterValidator(size_at_most(MAX_HEADER_SIZE, positive=True))
+]
+"""A per-request size, more than 0, at most 1MiB."""
+SharedObjectSize = Annotated[
+    int, BeforeValidator(parse_size), AfterValidator(size_at_most(MAX_SHARED_OBJECT_SIZE, positive=True))
+]
+"""An object size for the shared tier, more than 0, at most 512MiB."""
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(duration_at_most(MAX_DURATION))]
+"""A TTL-like duration, 0s to 10y."""
+Period = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(duration_at_most(MAX_DURATION, positive=True))
+]
+"""A period such as a rate-limit window: more than 0s, at most 10y."""
+PositiveDuration = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(duration_at_most(MAX_TIMEOUT, positive=True))
+]
+"""A timeout or an interval: more than 0s, at most 1d."""

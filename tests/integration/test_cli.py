@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -95,6 +96,72 @@ def test_check_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     broken.write_text("server: [unclosed\n")
     result = run_cli("check", "--config", str(broken))
     assert result.returncode == 2 and "Traceback" not in result.stderr and str(broken) in result.stderr
+
+
+def _alias_bomb() -> str:
+    """The "billion laughs": nine levels of ten aliases each, 10^9 strings once expanded."""
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    return "\n".join(lines) + "\n"
+
+
+def test_check_refuses_an_alias_bomb(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb())
+    result = run_cli("check", "--config", str(bomb))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bomb}:5:" in result.stderr  # the first alias past the limit, on the line of a4
+    assert "aliases expand the document by more than 100,000 nodes" in result.stderr
+
+
+def test_check_refuses_a_50_mb_file_unread(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("w") as file:
+        file.write("origins:\n  app: {url: 'http://127.0.0.1:9'}\nbehaviours:\n")
+        chunk = "".join(f"  - {{path: /p{i}/*, origin: app}}\n" for i in range(1000))
+        while file.tell() < 50 * 1024 * 1024:
+            file.write(chunk)
+    result = run_cli("check", "--config", str(huge))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{huge}: the file is larger than 1MiB, the most a config may be" in result.stderr
+
+
+def test_check_refuses_an_absurd_header_limit_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        "origins:\n"
+        "  app: {url: 'http://127.0.0.1:9'}\n"
+        "server:\n"
+        "  limits:\n"
+        "    max_header_bytes: 100000000000000000000TiB\n"
+        "behaviours:\n"
+        "  - {path: '*', origin: app}\n"
+    )
+    result = run_cli("check", "--config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
+    assert (
+        f"{config}:5:23: server.limits.max_header_bytes: must be at most 1MiB, got 100000000000000000000TiB"
+        in result.stderr
+    )
+
+
+def test_check_every_bundled_config() -> None:
+    configs = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
+    assert len(configs) >= 5
+    env = {**os.environ, "EDGEPROXY_ADMIN_TOKEN": "test-token"}  # what docker-compose.yml passes
+    for config in configs:
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy", "check", "--config", str(config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode == 0, f"{config}: {result.stderr}"
 
 
 def test_serve_with_bad_config_exits_2(tmp_path: Path) -> None:

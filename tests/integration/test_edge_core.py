@@ -481,6 +481,33 @@ async def test_lru_eviction_at_byte_limit(make_edge: EdgeFactory, origin: Origin
     await wait_for(lambda: origin.count("/one") == 2)
 
 
+async def test_long_key_counts_toward_max_object_bytes(make_edge: EdgeFactory, origin: Origin) -> None:
+    # A 2-byte body under an 8,000-character URL: the memory tier charges the key and the per-entry
+    # overheads too, so the entry is above an 8 KiB max_object_bytes and is not stored.
+    long_path = "/" + "p" * 8000
+    origin.static(long_path, "ok", Cache_Control="max-age=60")
+    origin.static("/short", "ok", Cache_Control="max-age=60")
+    edge = await make_edge(
+        """
+        server: {name: edge-t, access_log: "off"}
+        cache: {memory: {max_bytes: 1MiB, max_object_bytes: 8KiB}}
+        origins: {app: {url: "{origin}"}}
+        behaviours: [{path: "*", origin: app}]
+        """,
+        origin,
+    )
+    first, body = await edge.get(long_path)
+    assert first.status == 200 and body == b"ok"
+    assert "detail=too-large" in first.headers["Cache-Status"]
+    second, _ = await edge.get(long_path)
+    assert second.headers["X-Cache"] == "Miss from edgeproxy"
+    assert origin.count(long_path) == 2
+    await edge.get("/short")
+    hit, _ = await edge.get("/short")
+    assert hit.headers["X-Cache"] == "Hit from edgeproxy"
+    assert len(edge.edge.memory) == 1 and edge.edge.memory.bytes_used <= 8 * 1024
+
+
 async def test_request_body_streams_with_its_length(make_edge: EdgeFactory, origin: Origin) -> None:
     received: list[tuple[str | None, str | None, int]] = []
 

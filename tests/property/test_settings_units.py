@@ -8,13 +8,23 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from proxy.settings import ConfigError, EdgeConfig, parse_config
 from proxy.settings.interpolate import interpolate
 from proxy.settings.units import (
+    MAX_DURATION,
+    MAX_HEADER_SIZE,
+    MAX_SIZE,
+    MAX_TIMEOUT,
+    Duration,
+    HeaderSize,
+    PositiveDuration,
+    Size,
     format_duration,
     format_size,
     parse_duration,
@@ -95,6 +105,85 @@ def test_size_units(number: int, unit: str) -> None:
         "KMGT".index(unit[0]) + 1
     )
     assert parse_size(f"{number}{unit}") == number * factor
+
+
+# --------------------------------------------------------------------------------------------- bounds
+
+_SIZE_UNITS = ["", "B", "KiB", "MiB", "GiB", "TiB", "KB", "MB", "GB", "TB"]
+_DURATION_UNITS = ["", "ms", "s", "m", "h", "d", "y"]
+# Numbers from tiny to absurd (10^20 TiB and beyond, up to the parser's 400 digits), maybe with a fraction.
+huge_numbers = st.one_of(
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=0, max_value=10**40),
+    st.integers(min_value=1, max_value=400).map(lambda digits: "9" * digits),
+).map(str)
+fractions = st.one_of(st.just(""), st.integers(min_value=0, max_value=999).map(lambda n: f".{n}"))
+
+_SIZES: list[tuple[Any, int]] = [(Size, MAX_SIZE), (HeaderSize, MAX_HEADER_SIZE)]
+_DURATIONS: list[tuple[Any, float]] = [(Duration, MAX_DURATION), (PositiveDuration, MAX_TIMEOUT)]
+
+
+@settings(max_examples=500)
+@given(huge_numbers, fractions, st.sampled_from(_SIZE_UNITS), st.sampled_from(_SIZES))
+def test_bounded_sizes_accept_exactly_up_to_their_maximum(
+    number: str, fraction: str, unit: str, bounded: tuple[Any, int]
+) -> None:
+    kind, limit = bounded
+    text = f"{number}{fraction}{unit}"
+    adapter = TypeAdapter(kind)
+    try:
+        value = parse_size(text)
+    except ValueError:  # longer than the parser reads: refused as a config error too
+        with pytest.raises(ValidationError):
+            adapter.validate_python(text)
+        return
+    if value <= limit and (value > 0 or kind is Size):
+        assert adapter.validate_python(text) == value
+    else:
+        with pytest.raises(ValidationError) as caught:
+            adapter.validate_python(text)
+        if value > limit:
+            assert f"must be at most {format_size(limit)}" in str(caught.value)
+
+
+@settings(max_examples=500)
+@given(huge_numbers, fractions, st.sampled_from(_DURATION_UNITS), st.sampled_from(_DURATIONS))
+def test_bounded_durations_accept_exactly_up_to_their_maximum(
+    number: str, fraction: str, unit: str, bounded: tuple[Any, float]
+) -> None:
+    kind, limit = bounded
+    text = f"{number}{fraction}{unit}"
+    adapter = TypeAdapter(kind)
+    try:
+        seconds = parse_duration(text)
+    except ValueError:  # too large even for a float: refused as a config error too
+        with pytest.raises(ValidationError):
+            adapter.validate_python(text)
+        return
+    if seconds <= limit and (seconds > 0 or kind is Duration):
+        assert adapter.validate_python(text) == seconds
+    else:
+        with pytest.raises(ValidationError) as caught:
+            adapter.validate_python(text)
+        if seconds > limit:
+            assert f"must be at most {format_duration(limit)}" in str(caught.value)
+
+
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-(10**30), max_value=10**30)
+)
+
+
+@settings(max_examples=300)
+@given(numbers)
+def test_bounded_types_give_a_bounded_value_or_a_validation_error(number: float) -> None:
+    for kind, limit in [*_SIZES, *_DURATIONS]:
+        try:
+            value = TypeAdapter(kind).validate_python(number)
+        except ValidationError as error:
+            assert error.errors()
+        else:
+            assert 0 <= value <= limit
 
 
 # --------------------------------------------------------------------------------------------- interpolation

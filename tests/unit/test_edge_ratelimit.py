@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from proxy.edge.ratelimit import BucketTable, RateLimitGuard, TokenBucket, client_key
+from proxy.edge.ratelimit import BucketTable, RateLimitGuard, RateLimitSync, TokenBucket, client_key
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest
 from proxy.settings import RateLimitConfig
@@ -40,6 +40,32 @@ def test_table_memory_is_bounded() -> None:
         table.take(f"client-{index}", float(index))
     assert len(table) == 100
     assert table.evicted == 9_900
+
+
+def test_charging_unknown_clients_keeps_the_bound() -> None:
+    table = BucketTable(requests=1, per=60.0, burst=1, max_clients=100)
+    for index in range(1_000):
+        table.charge(f"client-{index}", 1.0, float(index))
+    assert len(table) == 100
+    assert table.evicted == 900
+
+
+def test_debts_of_other_workers_are_bounded() -> None:
+    guard = RateLimitGuard(RateLimitConfig(requests=1, per=10.0, burst=1), max_clients=50)
+    for index in range(1_000):
+        guard.owe(f"ip:192.0.2.{index}", 1.0)
+    assert len(guard.debts) == 50
+    guard.owe("ip:192.0.2.0", 2.0)  # a client already owing keeps adding up
+    assert guard.debts["ip:192.0.2.0"] == 3.0
+
+
+def test_sync_window_and_expiry_stay_valid_for_the_largest_config() -> None:
+    # requests 1, burst 10^9, per 10y (the config maxima): the window is capped at 10 years, so the Redis
+    # expiry of two windows in milliseconds fits a signed 64-bit integer.
+    guard = RateLimitGuard(RateLimitConfig(requests=1, per="10y", burst=10**9))
+    sync = RateLimitSync(guard, client=None)
+    assert sync.window == 10 * 365 * 86400.0
+    assert 0 < sync._expiry_ms < 2**63
 
 
 def test_recently_seen_clients_are_kept() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import socket
 import textwrap
+import tracemalloc
 from ipaddress import ip_network
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from proxy.settings import (
     report,
 )
 from proxy.settings.interpolate import interpolate
+from proxy.settings.loader import MAX_CONFIG_BYTES
 from proxy.settings.units import (
     format_duration,
     format_size,
@@ -526,6 +528,228 @@ def test_file_level_problems(tmp_path: Path, content: bytes | None, expected: st
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert str(caught.value) == expected.format(path=path)
+
+
+# --------------------------------------------------------------------------------------------- bounds
+
+_ORIGIN = "origins:\n  app:\n    url: http://127.0.0.1:9000\n"
+_BEHAVIOUR = 'behaviours:\n  - path: "*"\n    origin: app\n'
+
+# (config with {v} where the value goes, the key path, the largest value accepted, a value just above it,
+# the message for that value)
+BOUND_CASES = [
+    pytest.param(
+        "server:\n  limits:\n    max_header_bytes: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "server.limits.max_header_bytes", "1MiB", "1025KiB", "must be at most 1MiB, got 1025KiB",
+        id="max_header_bytes",
+    ),
+    pytest.param(
+        "server:\n  limits:\n    max_body_bytes: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "server.limits.max_body_bytes", "1TiB", "1025GiB", "must be at most 1TiB, got 1025GiB",
+        id="max_body_bytes",
+    ),
+    pytest.param(
+        "server:\n  limits:\n    client_timeout: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "server.limits.client_timeout", "1d", "25h", "must be at most 1d, got 25h",
+        id="client_timeout",
+    ),
+    pytest.param(
+        "server:\n  workers: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "server.workers", "1024", "1025", "must be at most 1024 processes, got 1025",
+        id="workers",
+    ),
+    pytest.param(
+        "cache:\n  memory:\n    max_bytes: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "cache.memory.max_bytes", "1TiB", "2TiB", "must be at most 1TiB, got 2TiB",
+        id="memory.max_bytes",
+    ),
+    pytest.param(
+        "cache:\n  memory:\n    max_object_bytes: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "cache.memory.max_object_bytes", "1MiB", "1099511627777", "must be at most 1TiB, got 1099511627777B",
+        id="memory.max_object_bytes",
+    ),
+    pytest.param(
+        "cache:\n  shared:\n    url: redis://127.0.0.1:6379/0\n    max_object_bytes: {v}\n"
+        + _ORIGIN
+        + _BEHAVIOUR,
+        "cache.shared.max_object_bytes", "512MiB", "513MiB", "must be at most 512MiB, got 513MiB",
+        id="shared.max_object_bytes",
+    ),
+    pytest.param(
+        "cache:\n  shared:\n    url: redis://127.0.0.1:6379/0\n    timeout: {v}\n" + _ORIGIN + _BEHAVIOUR,
+        "cache.shared.timeout", "1d", "86401", "must be at most 1d, got 86401s",
+        id="shared.timeout",
+    ),
+    pytest.param(
+        _ORIGIN + "    connect_timeout: {v}\n" + _BEHAVIOUR,
+        "origins.app.connect_timeout", "86400s", "1441m", "must be at most 1d, got 1441m",
+        id="connect_timeout",
+    ),
+    pytest.param(
+        _ORIGIN + "    read_timeout: {v}\n" + _BEHAVIOUR,
+        "origins.app.read_timeout", "24h", "1e300", None,  # not a duration at all: its own message
+        id="read_timeout",
+    ),
+    pytest.param(
+        _ORIGIN + "    max_connections: {v}\n" + _BEHAVIOUR,
+        "origins.app.max_connections", "100000", "100001", "must be at most 100000, got 100001",
+        id="max_connections",
+    ),
+    pytest.param(
+        _ORIGIN + "    health: {{interval: {v}}}\n" + _BEHAVIOUR,
+        "origins.app.health.interval", "1d", "2d", "must be at most 1d, got 2d",
+        id="health.interval",
+    ),
+    pytest.param(
+        _ORIGIN + "    health: {{timeout: {v}}}\n" + _BEHAVIOUR,
+        "origins.app.health.timeout", "1d", "2d", "must be at most 1d, got 2d",
+        id="health.timeout",
+    ),
+    pytest.param(
+        _ORIGIN + "    health: {{healthy_after: {v}}}\n" + _BEHAVIOUR,
+        "origins.app.health.healthy_after", "1000", "1001", "must be at most 1000, got 1001",
+        id="health.healthy_after",
+    ),
+    pytest.param(
+        _ORIGIN + "    health: {{unhealthy_after: {v}}}\n" + _BEHAVIOUR,
+        "origins.app.health.unhealthy_after", "1000", "10000000000000000000000",
+        "must be at most 1000, got 10000000000000000000000",
+        id="health.unhealthy_after",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    ttl: {{max: {v}}}\n",
+        "behaviours[0].ttl.max", "10y", "3651d", "must be at most 10y, got 3651d",
+        id="ttl.max",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    ttl: {{min: 0s, default: {v}, max: 10y}}\n",
+        "behaviours[0].ttl.default", "3650d", "100000000000000000000y",
+        "must be at most 10y, got 3153600000000000000000000000s",
+        id="ttl.default",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    stale_while_revalidate: {v}\n",
+        "behaviours[0].stale_while_revalidate", "10y", "11y", "must be at most 10y, got 11y",
+        id="stale_while_revalidate",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    stale_if_error: {v}\n",
+        "behaviours[0].stale_if_error", "10y", "11y", "must be at most 10y, got 11y",
+        id="stale_if_error",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    error_ttl: {v}\n",
+        "behaviours[0].error_ttl", "10y", "11y", "must be at most 10y, got 11y",
+        id="error_ttl",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "    cors: {{allow_origins: ['*'], max_age: {v}}}\n",
+        "behaviours[0].cors.max_age", "10y", "11y", "must be at most 10y, got 11y",
+        id="cors.max_age",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "firewall:\n  rate_limit: {{requests: {v}, burst: 1}}\n",
+        "firewall.rate_limit.requests", "1000000000", "1000000001",
+        "must be at most 1000000000, got 1000000001",
+        id="rate_limit.requests",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "firewall:\n  rate_limit: {{requests: 1, burst: {v}}}\n",
+        "firewall.rate_limit.burst", "1000000000", "1000000001",
+        "must be at most 1000000000, got 1000000001",
+        id="rate_limit.burst",
+    ),
+    pytest.param(
+        _ORIGIN + _BEHAVIOUR + "firewall:\n  rate_limit: {{requests: 1, per: {v}}}\n",
+        "firewall.rate_limit.per", "10y", "11y", "must be at most 10y, got 11y",
+        id="rate_limit.per",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("template", "key_path", "largest", "above", "message"), BOUND_CASES)
+def test_config_values_are_bounded(
+    template: str, key_path: str, largest: str, above: str, message: str | None
+) -> None:
+    load(template.format(v=largest))  # the maximum itself is accepted
+    found = problems(template.format(v=above))
+    assert len(found) == 1, found
+    lines = template.format(v=above).splitlines()
+    line = next(number for number, text in enumerate(lines, 1) if above in text)
+    assert found[0].startswith(f"edge.yaml:{line}:"), found
+    if message is None:
+        assert f": {key_path}: invalid duration" in found[0]
+    else:
+        assert found[0].endswith(f": {key_path}: {message}"), found
+
+
+def test_file_larger_than_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_bytes(MINIMAL.encode() + b"#" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value) == f"{path}: the file is larger than 1MiB, the most a config may be"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + "#" * MAX_CONFIG_BYTES, "edge.yaml", env={})
+    assert str(caught.value) == "edge.yaml: the file is larger than 1MiB, the most a config may be"
+    path.write_bytes(MINIMAL.encode() + b"#" * (MAX_CONFIG_BYTES - len(MINIMAL) - 1) + b"\n")
+    assert load_config(path, env={}).origins["app"].url == "http://127.0.0.1:9000"  # exactly the limit
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_without_building_it() -> None:
+    text = _alias_bomb()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "bomb.yaml", env={})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == (
+        "bomb.yaml:5:45: invalid YAML: aliases expand the document by more than 100,000 nodes "
+        "(the limit; a YAML alias bomb?)"
+    )
+    assert peak < 5 * 1024 * 1024  # 10^9 strings were never materialised, nor walked
+
+
+def test_aliases_within_the_limit_still_work() -> None:
+    config = load(
+        """\
+        origins:
+          app:
+            url: http://127.0.0.1:9000
+        behaviours:
+          - path: /a/*
+            origin: app
+            ttl: &ttl {default: 5m, max: 1d}
+          - path: "*"
+            origin: app
+            ttl: *ttl
+        """
+    )
+    assert config.behaviours[1].ttl == config.behaviours[0].ttl
+    # Three levels of ten aliases add 12,330 nodes: accepted by the composer (the model refuses the keys).
+    assert "aliases expand" not in "\n".join(problems(MINIMAL + _alias_bomb(3)))
+
+
+def test_interpolation_cannot_blow_up_the_config() -> None:
+    text = MINIMAL + "".join(f"# ${{A}}\nx{i}: ${{A}}\n" for i in range(1000))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "edge.yaml", env={"A": "y" * 2000})
+    message = str(caught.value)
+    assert message.startswith("edge.yaml:")
+    assert message.endswith(
+        f"environment variables make the config longer than {MAX_CONFIG_BYTES} characters, "
+        "the most a config may be"
+    )
+    line = int(message.split(":")[1])
+    assert 500 < line < 1200  # the reference that crossed the limit (about the 525th), not the file
 
 
 # --------------------------------------------------------------------------------------------- interpolation
