@@ -39,6 +39,9 @@ class OriginRequest:
     headers: CIMultiDict[str]
     body: AsyncIterator[bytes] | None = None
     viewer_host: str = ""  # the viewer's Host, for host_header: viewer
+    # The viewer's raw path before ``rewrite`` ("" when it is ``target``'s path): a folder origin redirects
+    # a directory to it plus "/", the URL the viewer knows, never to the rewritten path.
+    viewer_path: str = ""
     # Called with each 1xx interim response (103 Early Hints) the origin sends before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
 

@@ -559,6 +559,7 @@ class Pipeline:
             headers=headers,
             body=request_body,
             viewer_host=request.host,
+            viewer_path=request.path,
             on_interim=request.on_interim,
         )
 
