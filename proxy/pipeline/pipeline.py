@@ -89,6 +89,9 @@ _FILL_DROPPED = (
     "If-Match",
     "If-Unmodified-Since",
     *METHOD_OVERRIDE_HEADERS,
+    # No body goes with a fill: announcing the viewer's would make the origin wait for it (RFC 9112 §6.3).
+    "Content-Length",
+    "Expect",
 )
 # Request fields the edge rewrites itself rather than passing on from the viewer.
 # Forwarding headers from viewers are never trusted nor passed on (cache-poisoning defence, docs/security.md).
