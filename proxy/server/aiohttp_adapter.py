@@ -18,8 +18,9 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
+from aiohttp.http_parser import HttpRequestParser, RawRequestMessage
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -35,6 +36,40 @@ from proxy.settings import ServerConfig
 log = logging.getLogger("edgeproxy")
 
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+
+
+# ---- status lines: always HTTP/1.1 ----
+
+
+async def _write_http11_head(response: web.StreamResponse) -> None:
+    """Write the status line and fields of ``response`` with ``HTTP/1.1`` as the version, whatever the
+    viewer's request line said: aiohttp echoes the request's version (``HTTP/2.0 505``, ``HTTP/0.9 505``,
+    ``HTTP/1.0 400`` for a request its parser refused). RFC 9110 §2.5: a server sends the highest version it
+    conforms to whose major version is not above the request's, so a 1.0 viewer gets ``HTTP/1.1`` too; its
+    framing stays 1.0 (aiohttp never chunks for it), and ``Connection: close`` is then said explicitly."""
+    request = response._req
+    writer = response._payload_writer
+    assert request is not None and writer is not None
+    headers = response._headers
+    if not response._keep_alive and "Connection" not in headers:
+        headers["Connection"] = "close"
+    await writer.write_headers(f"HTTP/1.1 {response.status} {response.reason}", headers)
+    if response._send_headers_immediately:
+        writer.send_headers()
+
+
+class Http11StreamResponse(web.StreamResponse):
+    """``web.StreamResponse`` whose status line always says ``HTTP/1.1``."""
+
+    async def _write_headers(self) -> None:
+        await _write_http11_head(self)
+
+
+class Http11Response(web.Response):
+    """``web.Response`` whose status line always says ``HTTP/1.1``."""
+
+    async def _write_headers(self) -> None:
+        await _write_http11_head(self)
 
 
 # ---- request hardening (proxy.edge.hardening): screening, body limits, parse errors, connections ----
@@ -164,7 +199,7 @@ def make_handler(pipeline: Pipeline, scheme: str = "http", policy: RequestPolicy
             if meter is not None and meter.refused is not None:
                 return await _answer(request, pipeline, edge_request, meter.refused)
             log.exception("unhandled error in the pipeline for %s %s", request.method, request.path)
-            return web.Response(status=500, text="Internal Server Error\n", headers={"Server": "edgeproxy"})
+            return Http11Response(status=500, text="Internal Server Error\n", headers={"Server": "edgeproxy"})
         if meter is not None and meter.refused is not None:
             # The viewer's body broke a limit while the pipeline forwarded it: answer that, not the
             # origin failure it caused.
@@ -195,7 +230,7 @@ async def _answer(
         extra[REQUEST_ID_HEADER] = request_id
         text = f"{answer.status} {HTTPStatus(answer.status).phrase}\nrequest id: {request_id}\n"
     response = pipeline.deliver.synthetic(ctx, answer.status, text, extra)
-    out = web.Response(status=answer.status, headers=response.headers)
+    out = Http11Response(status=answer.status, headers=response.headers)
     sent = 0
     if not response.no_body:
         out.body = text.encode()
@@ -213,18 +248,62 @@ async def _answer(
 
 
 def _parse_error_status(status: int, exc: BaseException | None) -> int:
-    """431 for request heads over aiohttp's line, field or header-count limits; else ``status``."""
+    """431 for request heads over aiohttp's line, field or header-count limits; 505 for a well-formed
+    request line naming a version aiohttp's C parser does not take (``HTTP/3.1``, ``HTTP/1.2``: the same
+    answer ``RequestPolicy.screen`` gives the versions the parser lets through); else ``status``."""
     if isinstance(exc, LineTooLong) or (
         isinstance(exc, BadHttpMessage) and exc.message.startswith("Too many headers")
     ):
         return 431
+    if isinstance(exc, BadStatusLine) and "Invalid HTTP version" in exc.message:
+        return 505
     return status
 
 
 class EdgeRequestHandler(RequestHandler):
     """aiohttp's connection handler with the edge's own error answers: a request aiohttp's parser refused
     gets a short body naming only the status (never the parser's message, which echoes the viewer's
-    bytes, and never a traceback), ``Server: edgeproxy`` (no versions), and the connection closed."""
+    bytes, and never a traceback), ``Server: edgeproxy`` (no versions), and the connection closed.
+
+    Pipelined requests are parsed one at a time, and parsing stops after a request that ends the
+    connection (HTTP/1.0 without keep-alive, ``Connection: close``; RFC 9112 §9.6: nothing after it is
+    processed). aiohttp's C parser otherwise refuses the whole write ("Data after Connection: close") and
+    the request that came before it is lost, answered with a 400 instead of its response."""
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        # The same parser aiohttp builds, except that it pauses after every request (queue of one):
+        # ``data_received`` then decides whether to parse on.
+        self._parser = HttpRequestParser(
+            self,
+            loop,
+            self._read_bufsize,
+            max_line_size=self.max_line_size,
+            max_field_size=self.max_field_size,
+            max_headers=self.max_headers,
+            payload_exception=RequestPayloadError,
+            auto_decompress=kwargs.get("auto_decompress", True),
+            max_msg_queue_size=1,
+        )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        messages = self._messages
+        count = len(messages)
+        # Parse on (the parser kept the rest of the bytes) while the last request keeps the connection
+        # open and aiohttp's own queue bound allows; an _ErrInfo (parse error) also stops.
+        while 0 < count < self._max_msg_queue_size and self._payload_parser is None and not self._upgraded:
+            last = messages[-1][0]
+            if not isinstance(last, RawRequestMessage) or last.should_close or self._close:
+                return
+            parser = self._parser
+            if parser is None:
+                return
+            parser.message_consumed()
+            super().data_received(b"")
+            if len(messages) == count:
+                return
+            count = len(messages)
 
     def handle_error(
         self,
@@ -244,7 +323,7 @@ class EdgeRequestHandler(RequestHandler):
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "Error"
-        response = web.Response(
+        response = Http11Response(
             status=status,
             text=f"{status} {phrase}\n",
             headers={"Server": "edgeproxy", "Cache-Control": "no-store"},
@@ -315,7 +394,7 @@ async def write_response(
     """Write ``response`` to the viewer, then run the LOG phase."""
     status = response.status
     if response.stream is None and not isinstance(response.body, list):
-        out = web.Response(status=status, headers=response.headers)
+        out = Http11Response(status=status, headers=response.headers)
         sent = 0
         if response.no_body:
             if response.content_length is not None:
@@ -339,7 +418,7 @@ async def write_response(
 async def _write_stream(
     request: BaseRequest, pipeline: Pipeline, ctx: RequestContext, response: EdgeResponse
 ) -> web.StreamResponse:
-    out = web.StreamResponse(status=response.status, headers=response.headers)
+    out = Http11StreamResponse(status=response.status, headers=response.headers)
     if response.content_length is not None:
         out.content_length = response.content_length
     sent = 0

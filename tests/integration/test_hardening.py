@@ -442,3 +442,86 @@ async def test_edge_serves_through_the_hardened_server(make_edge: EdgeFactory, o
     assert head_of(response)["server"] == "edgeproxy"
     other, _ = await edge.get("/", headers={"Host": "evil.example"})
     assert other.status == 421
+
+
+# ----------------------------------------------------------------------------------- versions and framing
+
+
+@pytest.mark.parametrize(
+    "version", [b"HTTP/2.0", b"HTTP/3.1", b"HTTP/1.2", b"HTTP/0.9", b"HTTP/2.1", b"HTTP/9.9"]
+)
+async def test_version_not_supported_status_line_says_http_1_1(
+    hardened: HardenedFactory, origin: Origin, version: bytes
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    response = await edge.exchange(b"GET / " + version + b"\r\nHost: a\r\n\r\n")
+    status_line = response.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    assert status_of(response) in (400, 505), status_line
+    assert origin.count() == 0
+
+
+def _responses(data: bytes) -> list[tuple[bytes, dict[str, str], bytes]]:
+    """Split what came back on one connection into (status line, head fields, body) per response, using
+    Content-Length framing (every answer in these tests has one)."""
+    out: list[tuple[bytes, dict[str, str], bytes]] = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data[:300]
+        fields = head_of(head + b"\r\n\r\n")
+        length = int(fields.get("content-length", "0"))
+        out.append((head.split(b"\r\n", 1)[0], fields, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+async def test_pipelined_http_1_0_requests_get_the_first_answered_then_close(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    request = b"GET /one HTTP/1.0\r\nHost: a\r\n\r\nGET /two HTTP/1.0\r\nHost: a\r\n\r\n"
+    responses = _responses(await edge.exchange(request))
+    assert len(responses) == 1, responses
+    status_line, fields, body = responses[0]
+    assert status_line.startswith(b"HTTP/1.1 200 ") and body == b"GET /one 0"
+    assert fields.get("connection", "close").lower() == "close"
+
+
+async def test_http_1_0_keep_alive_pipelined_requests_are_both_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    request = (
+        b"GET /one HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /two HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /three HTTP/1.0\r\nHost: a\r\n\r\n"
+    )
+    responses = _responses(await edge.exchange(request))
+    assert [body for _, _, body in responses] == [b"GET /one 0", b"GET /two 0", b"GET /three 0"]
+    for status_line, fields, _ in responses[:2]:
+        assert status_line.startswith(b"HTTP/1.1 200 ") and fields["connection"].lower() == "keep-alive"
+    assert responses[2][1].get("connection", "close").lower() == "close"
+
+
+async def test_many_pipelined_requests_with_bodies_are_all_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """The adapter parses pipelined requests one at a time: more than aiohttp's queue of 32 in one write,
+    bodies among them, are all answered in order; a ``Connection: close`` request is the last one served."""
+    catch_all(origin)
+    edge = await hardened(origin)
+    requests = []
+    for i in range(70):
+        if i % 3 == 0:
+            requests.append(f"POST /p{i} HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".encode())
+        else:
+            requests.append(f"GET /g{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    requests.append(b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    requests.append(b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+    responses = _responses(await edge.exchange(b"".join(requests)))
+    expected = [f"POST /p{i} 3" if i % 3 == 0 else f"GET /g{i} 0" for i in range(70)] + ["GET /last 0"]
+    assert [body.decode() for _, _, body in responses] == expected
+    assert origin.count("/never") == 0
