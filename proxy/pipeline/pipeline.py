@@ -279,7 +279,7 @@ class Pipeline:
         )
         for target in targets:
             behaviour = self.runtime.router.match(target.path)
-            base = behaviour.keys.key(target.host, target.path, target.query, request.headers)
+            base = behaviour.keys.key(target.host, target.path, target.query, request.headers, request.scheme)
             keys = [base + suffix for suffix in KEY_SUFFIXES] if behaviour.config.compress else [base]
             for key in keys:
                 self.memory.delete(key)
@@ -326,10 +326,12 @@ class Pipeline:
             headers = CIMultiDict(request.headers)
             headers["Accept-Encoding"] = ctx.encoding
             request.headers = headers
-            base = behaviour.keys.key(request.host, request.path, request.query, headers)
+            base = behaviour.keys.key(request.host, request.path, request.query, headers, request.scheme)
             ctx.key = base + key_suffix(ctx.encoding)
         else:
-            ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
+            ctx.key = behaviour.keys.key(
+                request.host, request.path, request.query, request.headers, request.scheme
+            )
         entry, miss_reason = self._lookup(ctx)
         if entry is None and self.shared is not None:
             entry = await self._lookup_shared(ctx)

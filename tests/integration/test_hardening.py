@@ -160,6 +160,29 @@ async def test_server_hosts_answer_421_for_other_hosts(hardened: HardenedFactory
     assert origin.count() == 1
 
 
+async def test_host_spellings_share_one_cache_entry_and_pass_server_hosts(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """``Host`` is normalised in the cache key (case, trailing dot, default port) and ``server.hosts`` takes
+    the same spellings: one origin fetch serves them all."""
+    origin.static("/cached", "one copy", Cache_Control="max-age=60")
+    catch_all(origin)
+    edge = await hardened(origin, extra="hosts: [example.com]")
+    statuses = []
+    for host in (b"example.com", b"Example.COM.", b"example.com:80", b"EXAMPLE.com.:80"):
+        response = await edge.exchange(
+            b"GET /cached HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        )
+        statuses.append((status_of(response), head_of(response)["x-cache"].split()[0]))
+        assert response.endswith(b"one copy")
+    assert statuses == [(200, "Miss"), (200, "Hit"), (200, "Hit"), (200, "Hit")]
+    assert origin.count("/cached") == 1
+    other_port = await edge.exchange(
+        b"GET /cached HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n"
+    )
+    assert status_of(other_port) == 200 and head_of(other_port)["x-cache"].startswith("Miss")
+
+
 @pytest.mark.parametrize("target", [b"*", b"@evil.example/x", b"/a#b", b"evil.example:80"])
 async def test_odd_targets_are_refused(hardened: HardenedFactory, origin: Origin, target: bytes) -> None:
     catch_all(origin)
