@@ -218,9 +218,14 @@ class Deliverer:
         stream: AsyncIterator[bytes] | None,
         body: bytes | None,
         age: float | None = None,
+        storing: bool = False,
     ) -> EdgeResponse:
         """Pass an origin response on: streamed (``stream``) or already read (``body``). ``age`` is given
-        when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age)."""
+        when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age).
+        ``storing``: a streamed fill whose body is still on its way, so whether it will be stored is not
+        known when the head is sent; Cache-Status says ``detail=storing`` rather than ``stored`` (RFC 9211
+        §2.5: ``stored`` says the response was stored), and the access log, written after the last byte,
+        says the outcome."""
         headers = CIMultiDict(response.headers)
         _strip_purge_tags(headers)
         if age is not None:
@@ -232,10 +237,10 @@ class Deliverer:
             hit=False,
             fwd=ctx.fwd,
             fwd_status=response.status,
-            ttl=ctx.ttl if ctx.stored else None,
+            ttl=ctx.ttl if ctx.stored or storing else None,
             stored=ctx.stored,
             key=ctx.key if self.show_key else None,
-            detail=ctx.not_stored.value if ctx.not_stored is not None else None,
+            detail=ctx.not_stored.value if ctx.not_stored is not None else "storing" if storing else None,
         )
         self._decorate(ctx, headers, member)
         if ctx.fill and response.status == 200:

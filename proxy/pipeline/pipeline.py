@@ -968,9 +968,10 @@ class Pipeline:
         fill = Fill(
             ctx, entry, response, limit, store=self._store, on_done=self._settle, background=self.background
         )
-        ctx.stored = True  # the intent, announced in Cache-Status; the Fill records the outcome
+        # The head leaves before the body is complete: it says detail=storing, never stored; the Fill
+        # records the outcome in ctx.stored once the body ended, before the access log line is written.
         delivered = self.deliver.from_origin(
-            ctx, response, stream=fill.stream(), body=None, age=entry.initial_age
+            ctx, response, stream=fill.stream(), body=None, age=entry.initial_age, storing=True
         )
         delivered.finish = fill.finish
         ctx.fill_streaming = True
