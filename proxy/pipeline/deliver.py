@@ -27,6 +27,8 @@ _X_CACHE = {
     CacheResult.MISS: "Miss from edgeproxy",
     CacheResult.BYPASS: "Miss from edgeproxy",
     CacheResult.SYNTH: "Error from edgeproxy",
+    # CloudFront's label for answers made by its functions; an edge function that fails is an Error (502).
+    CacheResult.GENERATED: "FunctionGeneratedResponse from edgeproxy",
     CacheResult.ERROR: "Error from edgeproxy",
 }
 _CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
@@ -90,8 +92,10 @@ class Deliverer:
         )
 
     def generated(self, ctx: RequestContext, response: EdgeResponse) -> EdgeResponse:
-        """A response an edge function made in viewer_request: decorated like SYNTH, never stored."""
-        ctx.result = CacheResult.SYNTH
+        """A response an edge function made in viewer_request: decorated like SYNTH, never stored, and
+        labelled as generated (``X-Cache: FunctionGeneratedResponse``, access log ``cache: generated``): it
+        is neither a hit nor an error, whatever its status."""
+        ctx.result = CacheResult.GENERATED
         member = format_cache_status(self.name, hit=False, detail=ctx.reason)
         self._decorate(ctx, response.headers, member)
         return response
