@@ -285,25 +285,38 @@ class EdgeRequestHandler(RequestHandler):
             auto_decompress=kwargs.get("auto_decompress", True),
             max_msg_queue_size=1,
         )
+        self._parsing_done = False  # a request that ends the connection (or a parse error) was parsed
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
         messages = self._messages
-        count = len(messages)
-        # Parse on (the parser kept the rest of the bytes) while the last request keeps the connection
-        # open and aiohttp's own queue bound allows; an _ErrInfo (parse error) also stops.
-        while 0 < count < self._max_msg_queue_size and self._payload_parser is None and not self._upgraded:
-            last = messages[-1][0]
-            if not isinstance(last, RawRequestMessage) or last.should_close or self._close:
-                return
+        before = len(messages)
+        super().data_received(data)
+        # The parser paused after a request and kept the bytes after it: parse on, one request at a time,
+        # until a request ends the connection (or is a parse error), nothing is left, or aiohttp's own
+        # queue bound is reached (it resumes reading, and so parsing, as the queue drains).
+        while not self._parsing_done:
+            if len(messages) > before:
+                last = messages[-1][0]
+                if not isinstance(last, RawRequestMessage) or last.should_close:
+                    self._parsing_done = True
+                    return
+            elif not data:
+                return  # a feed of no new bytes gave no request: nothing is left to parse
             parser = self._parser
-            if parser is None:
+            if (
+                parser is None
+                or len(messages) >= self._max_msg_queue_size
+                or self._payload_parser is not None
+                or self._upgraded
+                or self._close
+                or self._force_close
+            ):
                 return
+            # One more feed even when new bytes gave no request: they may have ended a body, pausing the
+            # parser in front of the next request.
+            before, data = len(messages), b""
             parser.message_consumed()
             super().data_received(b"")
-            if len(messages) == count:
-                return
-            count = len(messages)
 
     def handle_error(
         self,

@@ -548,3 +548,24 @@ async def test_many_pipelined_requests_with_bodies_are_all_answered(
     expected = [f"POST /p{i} 3" if i % 3 == 0 else f"GET /g{i} 0" for i in range(70)] + ["GET /last 0"]
     assert [body.decode() for _, _, body in responses] == expected
     assert origin.count("/never") == 0
+
+
+async def test_request_pipelined_behind_a_body_split_across_writes_is_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """The second write ends the first request's body and carries the next request: both are answered
+    (the parser, paused after the first request, must parse on)."""
+    catch_all(origin)
+    edge = await hardened(origin)
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    try:
+        writer.write(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+        await writer.drain()
+        await wait_for(lambda: origin.count("/p") == 1)  # the edge is forwarding the first request
+        writer.write(b"67890GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(30):
+            data = await reader.read()
+    finally:
+        writer.close()
+    assert [body for _, _, body in _responses(data)] == [b"POST /p 10", b"GET /next 0"]
