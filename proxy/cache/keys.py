@@ -23,7 +23,15 @@ from urllib.parse import quote, unquote_plus
 
 from multidict import MultiMapping
 
-__all__ = ["KeyBuilder", "KeyPolicy", "QueryExcept", "parse_cookie_header", "query_param_name", "variant_key"]
+__all__ = [
+    "KeyBuilder",
+    "KeyPolicy",
+    "QueryExcept",
+    "normalise_host",
+    "parse_cookie_header",
+    "query_param_name",
+    "variant_key",
+]
 
 
 class QueryExcept(Protocol):
@@ -53,24 +61,47 @@ _OWS = " \t"
 _is_token = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 
 # Host normalisation is memoised: a key is built per request, but an edge sees few distinct Host values. The
-# memo is bounded (a client can send any Host) and starts over when full.
+# memos (one per scheme: the default port differs) are bounded (a client can send any Host) and start over
+# when full.
 _HOSTS: dict[str, str] = {}
+_HOSTS_HTTPS: dict[str, str] = {}
 _HOSTS_MAX = 1024
 # RFC 3986 host and port characters besides the always-safe ones, minus "%": anything else (a "/" above all,
 # which would let "Host: a.com/x" + "/y" pose as "a.com" + "/x/y") is percent-encoded, "%" included, so two
-# different Host values can only share a key by differing in letter case or a ":80" suffix.
+# different Host values can only share a key by differing in letter case, a trailing dot or a default port.
 _HOST_SAFE = "!$&'()*+,;=:[]"
 
 
-def _normalise_host(host: str) -> str:
-    """Lower-case ``host``, drop a ``:80`` port, escape what a host cannot contain; memoise the result."""
+def normalise_host(host: str, scheme: str = "http") -> str:
+    """A ``Host`` value as it goes into a cache key: ``Example.COM.``, ``example.com:80`` and ``example.com``
+    give the same text. Pure; called (through a memo) by ``KeyBuilder.key``.
+
+    The name is lower-cased (RFC 3986 §6.2.2.1: host names are case-insensitive), its trailing dots dropped
+    (the absolute form of a DNS name names the same host, as ``server.hosts`` matching treats it), and the
+    port dropped when it is the scheme's default (``:80`` for http, ``:443`` for https) or empty (RFC 3986
+    §6.2.3, RFC 9110 §4.2.3). Other ports are kept. Characters a host cannot contain are percent-encoded.
+    """
     normal = host.lower()
-    if normal.endswith(":80"):
-        normal = normal[:-3]
-    normal = quote(normal, safe=_HOST_SAFE, errors="surrogatepass")
-    if len(_HOSTS) >= _HOSTS_MAX:
-        _HOSTS.clear()
-    _HOSTS[host] = normal
+    if normal.startswith("["):
+        end = normal.find("]") + 1
+        name, port = (normal[:end], normal[end:]) if end else (normal, "")
+    else:
+        colon = normal.find(":")
+        name, port = (normal[:colon], normal[colon:]) if colon >= 0 else (normal, "")
+    if name.endswith("."):
+        name = name.rstrip(".")
+    if port == ":" or port == (":443" if scheme == "https" else ":80"):
+        port = ""
+    return quote(name + port, safe=_HOST_SAFE, errors="surrogatepass")
+
+
+def _normalise_host(host: str, scheme: str) -> str:
+    """``normalise_host``, remembered in the scheme's bounded memo."""
+    memo = _HOSTS_HTTPS if scheme == "https" else _HOSTS
+    normal = normalise_host(host, scheme)
+    if len(memo) >= _HOSTS_MAX:
+        memo.clear()
+    memo[host] = normal
     return normal
 
 
@@ -175,17 +206,18 @@ class KeyBuilder:
         self._cookie_names = frozenset(cookies)
         self._plain = not headers and not cookies
 
-    def key(self, host: str, path: str, query: str, headers: MultiMapping[str]) -> str:
+    def key(self, host: str, path: str, query: str, headers: MultiMapping[str], scheme: str = "http") -> str:
         """Return the cache key of one request; called by HASH on every request, so it never awaits.
 
-        ``host`` is the Host header, ``path`` the raw path (no ``?`` in it), ``query`` the raw query without
-        ``?`` (empty when none), ``headers`` the case-insensitive request headers (read only when the policy
-        lists headers or cookies). Equal keys mean the requests may share a stored response (before Vary is
-        considered).
+        ``host`` is the Host header (normalised: ``normalise_host``), ``path`` the raw path (no ``?`` in it),
+        ``query`` the raw query without ``?`` (empty when none), ``headers`` the case-insensitive request
+        headers (read only when the policy lists headers or cookies), ``scheme`` the request's (it only
+        decides which default port is dropped from ``host``). Equal keys mean the requests may share a
+        stored response (before Vary is considered).
         """
-        normal_host = _HOSTS.get(host)
+        normal_host = (_HOSTS_HTTPS if scheme == "https" else _HOSTS).get(host)
         if normal_host is None:
-            normal_host = _normalise_host(host)
+            normal_host = _normalise_host(host, scheme)
         mode = self._mode
         if query and mode:
             if mode == _Q_NONE:

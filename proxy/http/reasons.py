@@ -18,6 +18,7 @@ class CacheResult(StrEnum):
     STALE = "stale"  # stale entry served (stale-while-revalidate / stale-if-error)
     BYPASS = "bypass"  # the request never consulted the cache
     SYNTH = "synth"  # answered by the edge itself (405, redirect, error page …)
+    GENERATED = "generated"  # answered by an edge function (viewer_request returned a response)
     ERROR = "error"  # origin failed and nothing could be served
 
 

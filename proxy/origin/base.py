@@ -42,6 +42,9 @@ class OriginRequest:
     # ``headers`` are ignored.
     body: bytes | AsyncIterator[bytes] | None = None
     viewer_host: str = ""  # the viewer's Host, for host_header: viewer
+    # The viewer's raw path before ``rewrite`` ("" when it is ``target``'s path): a folder origin redirects
+    # a directory to it plus "/", the URL the viewer knows, never to the rewritten path.
+    viewer_path: str = ""
     # Called with each 1xx interim response (103 Early Hints) the origin sends before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
     content_length: int | None = None  # the length of a streamed ``body``, when the viewer announced it

@@ -122,10 +122,13 @@ class StaticOrigin:
         except (OSError, ValueError):
             return _text(404, "Not Found\n")
         if stat.S_ISDIR(info.st_mode):
-            if not raw_path.endswith("/"):
+            # Behind a rewrite the viewer asked for another path than ours: the redirect names the viewer's
+            # (and a viewer path that already ends in "/" gets the index, never a redirect loop).
+            viewer_path = request.viewer_path or raw_path
+            if not viewer_path.endswith("/"):
                 query = request.target[len(raw_path) :]
                 # One leading slash only: "//host/dir" would be a protocol-relative URL (an open redirect).
-                location = "/" + raw_path.lstrip("/") + "/" + query
+                location = "/" + viewer_path.lstrip("/") + "/" + query
                 return _text(301, "Moved Permanently\n", CIMultiDict({"Location": location}))
             file_path = os.path.join(file_path, self._index)
             try:

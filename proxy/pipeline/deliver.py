@@ -27,6 +27,8 @@ _X_CACHE = {
     CacheResult.MISS: "Miss from edgeproxy",
     CacheResult.BYPASS: "Miss from edgeproxy",
     CacheResult.SYNTH: "Error from edgeproxy",
+    # CloudFront's label for answers made by its functions; an edge function that fails is an Error (502).
+    CacheResult.GENERATED: "FunctionGeneratedResponse from edgeproxy",
     CacheResult.ERROR: "Error from edgeproxy",
 }
 _CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
@@ -90,8 +92,10 @@ class Deliverer:
         )
 
     def generated(self, ctx: RequestContext, response: EdgeResponse) -> EdgeResponse:
-        """A response an edge function made in viewer_request: decorated like SYNTH, never stored."""
-        ctx.result = CacheResult.SYNTH
+        """A response an edge function made in viewer_request: decorated like SYNTH, never stored, and
+        labelled as generated (``X-Cache: FunctionGeneratedResponse``, access log ``cache: generated``): it
+        is neither a hit nor an error, whatever its status."""
+        ctx.result = CacheResult.GENERATED
         member = format_cache_status(self.name, hit=False, detail=ctx.reason)
         self._decorate(ctx, response.headers, member)
         return response
@@ -218,9 +222,14 @@ class Deliverer:
         stream: AsyncIterator[bytes] | None,
         body: bytes | None,
         age: float | None = None,
+        storing: bool = False,
     ) -> EdgeResponse:
         """Pass an origin response on: streamed (``stream``) or already read (``body``). ``age`` is given
-        when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age)."""
+        when the response is being stored (RFC 9111 §4.2.3: a cacheable response carries its Age).
+        ``storing``: a streamed fill whose body is still on its way, so whether it will be stored is not
+        known when the head is sent; Cache-Status says ``detail=storing`` rather than ``stored`` (RFC 9211
+        §2.5: ``stored`` says the response was stored), and the access log, written after the last byte,
+        says the outcome."""
         headers = CIMultiDict(response.headers)
         _strip_purge_tags(headers)
         if age is not None:
@@ -232,10 +241,10 @@ class Deliverer:
             hit=False,
             fwd=ctx.fwd,
             fwd_status=response.status,
-            ttl=ctx.ttl if ctx.stored else None,
+            ttl=ctx.ttl if ctx.stored or storing else None,
             stored=ctx.stored,
             key=ctx.key if self.show_key else None,
-            detail=ctx.not_stored.value if ctx.not_stored is not None else None,
+            detail=ctx.not_stored.value if ctx.not_stored is not None else "storing" if storing else None,
         )
         self._decorate(ctx, headers, member)
         if ctx.fill and response.status == 200:

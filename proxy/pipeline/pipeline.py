@@ -95,7 +95,8 @@ _FILL_DROPPED = (
     "If-Match",
     "If-Unmodified-Since",
     *METHOD_OVERRIDE_HEADERS,
-    "Content-Length",  # a fill is sent without the viewer's body (RFC 9110 §8.6)
+    # No body goes with a fill: announcing the viewer's would make the origin wait for it (RFC 9112 §6.3).
+    "Content-Length",
 )
 # Request fields the edge rewrites itself rather than passing on from the viewer.
 # Forwarding headers from viewers are never trusted nor passed on (cache-poisoning defence, docs/security.md).
@@ -291,7 +292,7 @@ class Pipeline:
         )
         for target in targets:
             behaviour = self.runtime.router.match(target.path)
-            base = behaviour.keys.key(target.host, target.path, target.query, request.headers)
+            base = behaviour.keys.key(target.host, target.path, target.query, request.headers, request.scheme)
             keys = [base + suffix for suffix in KEY_SUFFIXES] if behaviour.config.compress else [base]
             for key in keys:
                 self.memory.delete(key)
@@ -338,10 +339,12 @@ class Pipeline:
             headers = CIMultiDict(request.headers)
             headers["Accept-Encoding"] = ctx.encoding
             request.headers = headers
-            base = behaviour.keys.key(request.host, request.path, request.query, headers)
+            base = behaviour.keys.key(request.host, request.path, request.query, headers, request.scheme)
             ctx.key = base + key_suffix(ctx.encoding)
         else:
-            ctx.key = behaviour.keys.key(request.host, request.path, request.query, request.headers)
+            ctx.key = behaviour.keys.key(
+                request.host, request.path, request.query, request.headers, request.scheme
+            )
         entry, miss_reason = self._lookup(ctx)
         if entry is None and self.shared is not None:
             entry = await self._lookup_shared(ctx)
@@ -581,6 +584,7 @@ class Pipeline:
             headers=headers,
             body=request_body,
             viewer_host=request.host,
+            viewer_path=request.path,
             on_interim=request.on_interim,
             content_length=request.content_length if request_body is not None else None,
         )
@@ -1001,9 +1005,10 @@ class Pipeline:
         fill = Fill(
             ctx, entry, response, limit, store=self._store, on_done=self._settle, background=self.background
         )
-        ctx.stored = True  # the intent, announced in Cache-Status; the Fill records the outcome
+        # The head leaves before the body is complete: it says detail=storing, never stored; the Fill
+        # records the outcome in ctx.stored once the body ended, before the access log line is written.
         delivered = self.deliver.from_origin(
-            ctx, response, stream=fill.stream(), body=None, age=entry.initial_age
+            ctx, response, stream=fill.stream(), body=None, age=entry.initial_age, storing=True
         )
         delivered.finish = fill.finish
         ctx.fill_streaming = True

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy.observability.access_log import log_record
 from tests.conftest import EdgeFactory, Origin, wait_for
 
 ONE_BEHAVIOUR = """
@@ -538,3 +539,53 @@ async def test_cache_status_key_is_opt_in(make_edge: EdgeFactory, origin: Origin
         hit.headers["Cache-Status"].startswith("edge-t; hit")
         and 'key="www.example.test/k?a=1&b=2"' in (hit.headers["Cache-Status"])
     )
+
+
+async def test_streamed_fill_says_storing_in_the_head_and_the_outcome_in_the_log(
+    make_edge: EdgeFactory, origin: Origin
+) -> None:
+    """A body over 256 KiB streams to the viewer while it is stored: the head cannot know yet whether it
+    will be stored (RFC 9211 §2.5), so it says detail=storing; the access log line, written after the last
+    byte, says stored for a complete body and not stored (incomplete) for one the origin cut short."""
+    big = b"z" * 300_000
+
+    async def whole(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        response.content_length = len(big)
+        await response.prepare(request)
+        for start in range(0, len(big), 65536):
+            await response.write(big[start : start + 65536])
+        return response
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        response.content_length = 1_000_000
+        await response.prepare(request)
+        await response.write(b"x" * 300_000)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    origin.route("/whole", whole)
+    origin.route("/cut", cut)
+    edge = await make_edge(ONE_BEHAVIOUR, origin)
+    records: list[dict[str, object]] = []
+    edge.edge.access_log.write = lambda ctx: records.append(log_record(ctx))  # type: ignore[method-assign]
+
+    response, body = await edge.get("/whole")
+    assert body == big
+    status = response.headers["Cache-Status"]
+    assert "detail=storing" in status and "stored" not in status.replace("storing", ""), status
+    await wait_for(lambda: len(records) == 1)
+    assert records[0]["stored"] is True and records[0]["completed"] is True
+    hit, body = await edge.get("/whole")
+    assert hit.headers["X-Cache"] == "Hit from edgeproxy" and body == big
+
+    async with edge.session.get(edge.url + "/cut") as truncated:
+        status = truncated.headers["Cache-Status"]
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await truncated.read()
+    assert "detail=storing" in status and "stored" not in status.replace("storing", ""), status
+    await wait_for(lambda: len(records) == 3)
+    assert records[2]["path"] == "/cut"
+    assert records[2]["stored"] is False and records[2]["reason"] == "incomplete"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.conftest import EdgeFactory, Origin
+from proxy.observability.access_log import log_record
+from tests.conftest import EdgeFactory, Origin, wait_for
 
 HOOKS = """
 import asyncio
@@ -107,6 +108,27 @@ async def test_viewer_request_short_circuit(make_edge: EdgeFactory, origin: Orig
     assert "detail=edge-function" in response.headers["Cache-Status"]
     assert response.headers["X-Per-Viewer"] == "none"  # viewer_response also sees generated answers
     assert origin.count() == 0
+
+
+async def test_generated_answer_is_labelled_generated_not_error(
+    make_edge: EdgeFactory, origin: Origin, module: str
+) -> None:
+    """A 200 made by a viewer_request function is neither a hit nor an error: X-Cache says so (as
+    CloudFront's FunctionGeneratedResponse), and so do the access log and the stats; a failing function
+    is still an Error."""
+    origin.static("/{tail:.*}", "never")
+    edge = await make_edge(CONFIG.replace("MODULE", module), origin)
+    records: list[dict[str, object]] = []
+    edge.edge.access_log.write = lambda ctx: records.append(log_record(ctx))  # type: ignore[method-assign]
+    response, _ = await edge.get("/generated")
+    assert response.status == 200
+    assert response.headers["X-Cache"] == "FunctionGeneratedResponse from edgeproxy"
+    assert response.headers["Cache-Status"] == "edge-f; detail=edge-function"
+    await wait_for(lambda: len(records) == 1)
+    assert records[0]["cache"] == "generated" and records[0]["reason"] == "edge-function"
+    assert edge.edge.pipeline.stats.requests["generated"] == 1
+    broken, _ = await edge.get("/broken/x")
+    assert broken.status == 502 and broken.headers["X-Cache"] == "Error from edgeproxy"
 
 
 @pytest.mark.parametrize("path", ["/broken/x", "/slow/x"])

@@ -157,6 +157,29 @@ async def test_server_hosts_answer_421_for_other_hosts(hardened: HardenedFactory
     assert origin.count() == 1
 
 
+async def test_host_spellings_share_one_cache_entry_and_pass_server_hosts(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """``Host`` is normalised in the cache key (case, trailing dot, default port) and ``server.hosts`` takes
+    the same spellings: one origin fetch serves them all."""
+    origin.static("/cached", "one copy", Cache_Control="max-age=60")
+    catch_all(origin)
+    edge = await hardened(origin, extra="hosts: [example.com]")
+    statuses = []
+    for host in (b"example.com", b"Example.COM.", b"example.com:80", b"EXAMPLE.com.:80"):
+        response = await edge.exchange(
+            b"GET /cached HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        )
+        statuses.append((status_of(response), head_of(response)["x-cache"].split()[0]))
+        assert response.endswith(b"one copy")
+    assert statuses == [(200, "Miss"), (200, "Hit"), (200, "Hit"), (200, "Hit")]
+    assert origin.count("/cached") == 1
+    other_port = await edge.exchange(
+        b"GET /cached HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n"
+    )
+    assert status_of(other_port) == 200 and head_of(other_port)["x-cache"].startswith("Miss")
+
+
 @pytest.mark.parametrize("target", [b"*", b"@evil.example/x", b"/a#b", b"evil.example:80"])
 async def test_odd_targets_are_refused(hardened: HardenedFactory, origin: Origin, target: bytes) -> None:
     catch_all(origin)
@@ -439,3 +462,109 @@ async def test_edge_serves_through_the_hardened_server(make_edge: EdgeFactory, o
     assert head_of(response)["server"] == "edgeproxy"
     other, _ = await edge.get("/", headers={"Host": "evil.example"})
     assert other.status == 421
+
+
+# ----------------------------------------------------------------------------------- versions and framing
+
+
+@pytest.mark.parametrize(
+    "version", [b"HTTP/2.0", b"HTTP/3.1", b"HTTP/1.2", b"HTTP/0.9", b"HTTP/2.1", b"HTTP/9.9"]
+)
+async def test_version_not_supported_status_line_says_http_1_1(
+    hardened: HardenedFactory, origin: Origin, version: bytes
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    response = await edge.exchange(b"GET / " + version + b"\r\nHost: a\r\n\r\n")
+    status_line = response.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    assert status_of(response) in (400, 505), status_line
+    assert origin.count() == 0
+
+
+def _responses(data: bytes) -> list[tuple[bytes, dict[str, str], bytes]]:
+    """Split what came back on one connection into (status line, head fields, body) per response, using
+    Content-Length framing (every answer in these tests has one)."""
+    out: list[tuple[bytes, dict[str, str], bytes]] = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data[:300]
+        fields = head_of(head + b"\r\n\r\n")
+        length = int(fields.get("content-length", "0"))
+        out.append((head.split(b"\r\n", 1)[0], fields, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+async def test_pipelined_http_1_0_requests_get_the_first_answered_then_close(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    request = b"GET /one HTTP/1.0\r\nHost: a\r\n\r\nGET /two HTTP/1.0\r\nHost: a\r\n\r\n"
+    responses = _responses(await edge.exchange(request))
+    assert len(responses) == 1, responses
+    status_line, fields, body = responses[0]
+    assert status_line.startswith(b"HTTP/1.1 200 ") and body == b"GET /one 0"
+    assert fields.get("connection", "close").lower() == "close"
+
+
+async def test_http_1_0_keep_alive_pipelined_requests_are_both_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    catch_all(origin)
+    edge = await hardened(origin)
+    request = (
+        b"GET /one HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /two HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /three HTTP/1.0\r\nHost: a\r\n\r\n"
+    )
+    responses = _responses(await edge.exchange(request))
+    assert [body for _, _, body in responses] == [b"GET /one 0", b"GET /two 0", b"GET /three 0"]
+    for status_line, fields, _ in responses[:2]:
+        assert status_line.startswith(b"HTTP/1.1 200 ") and fields["connection"].lower() == "keep-alive"
+    assert responses[2][1].get("connection", "close").lower() == "close"
+
+
+async def test_many_pipelined_requests_with_bodies_are_all_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """The adapter parses pipelined requests one at a time: more than aiohttp's queue of 32 in one write,
+    bodies among them, are all answered in order; a ``Connection: close`` request is the last one served."""
+    catch_all(origin)
+    edge = await hardened(origin)
+    requests = []
+    for i in range(70):
+        if i % 3 == 0:
+            requests.append(f"POST /p{i} HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".encode())
+        else:
+            requests.append(f"GET /g{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    requests.append(b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    requests.append(b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+    responses = _responses(await edge.exchange(b"".join(requests)))
+    expected = [f"POST /p{i} 3" if i % 3 == 0 else f"GET /g{i} 0" for i in range(70)] + ["GET /last 0"]
+    assert [body.decode() for _, _, body in responses] == expected
+    assert origin.count("/never") == 0
+
+
+async def test_request_pipelined_behind_a_body_split_across_writes_is_answered(
+    hardened: HardenedFactory, origin: Origin
+) -> None:
+    """The second write ends the first request's body and carries the next request: both are answered
+    (the parser, paused after the first request, must parse on)."""
+    catch_all(origin)
+    edge = await hardened(origin)
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    try:
+        # A chunked body (no length) is streamed, not buffered for a retry: the origin sees the request
+        # before its body ends.
+        writer.write(b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n")
+        await writer.drain()
+        await wait_for(lambda: origin.count("/p") == 1)  # the edge is forwarding the first request
+        writer.write(b"5\r\n67890\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(30):
+            data = await reader.read()
+    finally:
+        writer.close()
+    assert [body for _, _, body in _responses(data)] == [b"POST /p 10", b"GET /next 0"]

@@ -146,3 +146,38 @@ async def test_head_on_static(static_edge: RunningEdge) -> None:
 async def test_raw_session_unaffected_by_bad_requests(static_edge: RunningEdge) -> None:
     async with aiohttp.ClientSession() as session, session.get(static_edge.url + "/") as response:
         assert response.status == 200
+
+
+REWRITE_CONFIG = """
+server: {name: edge-s, access_log: "off"}
+origins: {site: {root: "{root}", index: index.html}}
+behaviours:
+  - path: /static/*
+    origin: site
+    methods: [GET, HEAD]
+    rewrite: {from: "^/static/(.*)$", to: "/\\\\1"}
+    ttl: {default: 60s}
+  - path: "*"
+    origin: site
+    methods: [GET, HEAD]
+    ttl: {default: 60s}
+"""
+
+
+async def test_directory_redirect_behind_rewrite_names_the_viewer_path(
+    make_edge: EdgeFactory, site: Path
+) -> None:
+    edge = await make_edge(REWRITE_CONFIG, root=str(site))
+    response, _ = await edge.get("/static/docs", allow_redirects=False)
+    assert response.status == 301 and response.headers["Location"] == "/static/docs/"
+    response, _ = await edge.get("/static/docs?v=1", allow_redirects=False)
+    assert response.status == 301 and response.headers["Location"] == "/static/docs/?v=1"
+    response, body = await edge.get("/static/docs/")
+    assert response.status == 200 and body == b"<h1>docs</h1>"
+    # Without a rewrite nothing changes, and a redirect is never protocol-relative.
+    response, _ = await edge.get("/docs", allow_redirects=False)
+    assert response.status == 301 and response.headers["Location"] == "/docs/"
+    from yarl import URL
+
+    async with edge.session.get(URL(edge.url + "//docs", encoded=True), allow_redirects=False) as raw:
+        assert raw.status == 301 and raw.headers["Location"] == "/docs/"

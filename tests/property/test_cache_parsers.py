@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.cache.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from proxy.cache.keys import KeyBuilder, QueryExcept, parse_cookie_header, variant_key
+from proxy.cache.keys import KeyBuilder, QueryExcept, normalise_host, parse_cookie_header, variant_key
 
 # ---- strategies --------------------------------------------------------------------------------------------
 
@@ -207,3 +207,33 @@ def test_no_host_can_pose_as_a_path(host: str) -> None:
     assert key.endswith("/p")
     assert "/" not in key[: -len("/p")]
     assert "\n" not in key
+
+
+dns_name = st.from_regex(
+    r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?){0,3}", fullmatch=True
+)
+
+
+@given(
+    dns_name,
+    st.sampled_from(["http", "https"]),
+    st.sampled_from(["", ":80", ":443", ":8080", ":"]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_normalised_host_ignores_case_trailing_dot_and_default_port(
+    name: str, scheme: str, port: str, upper: bool, dot: bool
+) -> None:
+    """Any spelling of a host (case, a trailing dot, the scheme's default or an empty port) normalises to
+    the same text as the plain lower-case name; another port stays, and normalising twice changes nothing."""
+    spelled = (name.upper() if upper else name) + ("." if dot else "") + port
+    normal = normalise_host(spelled, scheme)
+    default = port in ("", ":") or port == (":443" if scheme == "https" else ":80")
+    assert normal == (name if default else name + port)
+    assert normalise_host(normal, scheme) == normal
+
+
+@given(any_text, st.sampled_from(["http", "https"]))
+def test_normalise_host_never_raises_nor_lets_a_path_through(host: str, scheme: str) -> None:
+    normal = normalise_host(host, scheme)
+    assert "/" not in normal and "?" not in normal and "\n" not in normal

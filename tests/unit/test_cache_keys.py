@@ -11,7 +11,14 @@ from typing import Literal
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.cache.keys import KeyBuilder, KeyPolicy, QueryExcept, parse_cookie_header, variant_key
+from proxy.cache.keys import (
+    KeyBuilder,
+    KeyPolicy,
+    QueryExcept,
+    normalise_host,
+    parse_cookie_header,
+    variant_key,
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,58 @@ def test_query_and_host(policy: dict[str, object], host: str, path: str, query: 
     assert builder.key(host, path, query, NO_HEADERS) == expected
     # The second call hits the host memo and must give the same answer.
     assert builder.key(host, path, query, NO_HEADERS) == expected
+
+
+# (Host value, scheme, normalised): case, trailing dot, default port of the scheme (RFC 3986 §6.2.2.1, §6.2.3)
+HOST_CASES: list[tuple[str, str, str]] = [
+    ("example.com", "http", "example.com"),
+    ("Example.COM", "http", "example.com"),
+    ("example.com.", "http", "example.com"),
+    ("Example.COM.", "https", "example.com"),
+    ("example.com:80", "http", "example.com"),
+    ("example.com.:80", "http", "example.com"),
+    ("example.com:443", "https", "example.com"),
+    ("EXAMPLE.com.:443", "https", "example.com"),
+    ("example.com:", "http", "example.com"),  # an empty port is the default one
+    ("example.com:443", "http", "example.com:443"),  # not the default port of http
+    ("example.com:80", "https", "example.com:80"),
+    ("example.com.:8080", "http", "example.com:8080"),
+    ("example.com:8080", "https", "example.com:8080"),
+    ("[::1]", "http", "[::1]"),
+    ("[::1]:80", "http", "[::1]"),
+    ("[::1]:443", "https", "[::1]"),
+    ("[::1]:8443", "https", "[::1]:8443"),
+    ("[::ABCD]:80", "http", "[::abcd]"),
+    ("127.0.0.1:80", "http", "127.0.0.1"),
+    ("127.0.0.1.", "http", "127.0.0.1"),
+    ("", "http", ""),
+    (".", "http", ""),
+    ("a.com/x", "http", "a.com%2Fx"),  # escaped: never a path
+    ("a.com/x.:80", "http", "a.com%2Fx"),
+]
+
+
+@pytest.mark.parametrize(("host", "scheme", "expected"), HOST_CASES)
+def test_normalise_host(host: str, scheme: str, expected: str) -> None:
+    assert normalise_host(host, scheme) == expected
+    if "%" not in expected:
+        assert normalise_host(expected, scheme) == expected  # idempotent (escaping aside: "%" → "%25")
+
+
+def test_host_variants_share_one_key() -> None:
+    builder = build()
+    keys = {
+        builder.key(host, "/a", "", NO_HEADERS) for host in ("Example.COM.", "example.com:80", "example.com")
+    }
+    assert keys == {"example.com/a"}
+    tls = {
+        builder.key(host, "/a", "", NO_HEADERS, "https")
+        for host in ("Example.COM.", "example.com:443", "example.com", "EXAMPLE.COM.:443")
+    }
+    assert tls == {"example.com/a"}
+    # The memos are per scheme: the same Host text normalises by its own scheme's default port.
+    assert builder.key("example.com:443", "/a", "", NO_HEADERS) == "example.com:443/a"
+    assert builder.key("example.com:80", "/a", "", NO_HEADERS, "https") == "example.com:80/a"
 
 
 def test_empty_query_and_no_query_share_a_key() -> None:

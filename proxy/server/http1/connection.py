@@ -29,7 +29,7 @@ from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
-from proxy.server.http1.body import BODY_MALFORMED, RequestBody
+from proxy.server.http1.body import BODY_MALFORMED, RequestBody, ViewerBodyError
 from proxy.server.http1.parse import RequestHead, RequestReader
 from proxy.server.http1.wire import (
     CONTINUE,
@@ -384,6 +384,13 @@ class H1Connection(asyncio.Protocol):
         pipeline = self._server.pipeline
         try:
             ctx, response = await pipeline.handle(request)
+        except ViewerBodyError:
+            if body is not None and body.refused is not None:
+                return await self._answer(head, request, body.refused, None)
+            # The viewer went away in the middle of its body (read before the origin was asked, e.g. to
+            # buffer it for a retry): nobody is left to answer.
+            log.debug("viewer %s left before the end of its request body", self._client_ip)
+            return False
         except Exception:
             if body is not None and body.refused is not None:
                 return await self._answer(head, request, body.refused, None)
