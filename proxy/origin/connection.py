@@ -193,6 +193,7 @@ class OriginConnection(asyncio.Protocol):
         self.head_done = True
         self.keep_alive = parser.should_keep_alive()
         framed = False
+        codings: list[str] = []
         for name, value in self.headers:
             lowered = name.lower()
             if lowered == "content-length":
@@ -200,8 +201,12 @@ class OriginConnection(asyncio.Protocol):
                     self.content_length = int(value)
                 framed = True
             elif lowered == "transfer-encoding":
-                framed = True
-                self.content_length = None
+                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+        if codings:
+            # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; unless chunked is the final
+            # coding, a response's body ends when the origin closes the connection.
+            self.content_length = None
+            framed = codings[-1] == "chunked"
         no_body = self._head_only or status in _NO_BODY_STATUSES
         if not no_body and not framed:
             self._eof_framed = True  # RFC 9112 §6.3 rule 8: the body ends when the connection closes

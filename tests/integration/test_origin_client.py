@@ -546,6 +546,27 @@ async def test_http10_close_delimited_and_connection_close_are_not_reused(
     assert origin.opened == 3
 
 
+async def test_transfer_coding_other_than_chunked_ends_at_close(
+    raw_origins: Callable[..., RawOrigin], clients: Callable[..., HttpOrigin]
+) -> None:
+    """RFC 9112 §6.3: a response whose final transfer coding is not chunked is read until the origin
+    closes (cache-tests headers-store-Transfer-Encoding)."""
+
+    def script(seen: Seen) -> Reply:
+        return Reply(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: whatever\r\n\r\nuntil the end",
+            close=True,
+        )
+
+    origin = raw_origins(script)
+    client = clients(await origin.start())
+    response, data = await fetch_all(client, target="/te")
+    assert (response.content_length, data) == (None, b"until the end")
+    assert "Transfer-Encoding" not in response.headers
+    await fetch_all(client, target="/te")
+    assert origin.opened == 2  # never reused
+
+
 async def test_chunked_head_and_bodiless_statuses(
     raw_origins: Callable[..., RawOrigin], clients: Callable[..., HttpOrigin]
 ) -> None:
