@@ -102,6 +102,7 @@ async def test_101_head_relayed_with_via(make_edge: EdgeFactory, origin: Origin)
         assert "Sec-WebSocket-Accept" in response.headers  # end-to-end: checked by the client itself
         assert "edge-ws" in response.headers["Via"]
         assert "fwd=bypass" in response.headers["Cache-Status"]
+        assert len(response.headers.getall("Date")) == 1
         assert (await ws.receive_str()) == "hello"
 
 
@@ -196,6 +197,16 @@ async def test_the_firewall_applies_to_the_handshake(make_edge: EdgeFactory, ori
     assert origin.count() == 0  # refused at RECV: no origin connection
     async with edge.session.ws_connect(ws_url(edge, "/open/ws")) as ws:  # a path the rule does not match
         assert (await ws.receive_str()) == "hello"
+
+
+async def test_an_origin_that_cannot_be_reached_is_a_502(make_edge: EdgeFactory, origin: Origin) -> None:
+    EchoOrigin(origin)
+    edge = await make_edge(config(), origin)
+    await origin.stop()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await edge.session.ws_connect(ws_url(edge, "/ws"))
+    assert refused.value.status == 502
+    assert not tunnels(edge)
 
 
 async def _raw(edge: RunningEdge, request: bytes) -> bytes:

@@ -618,10 +618,9 @@ class H1Connection(asyncio.Protocol):
             await response.finish(False)
             pipeline.finish(ctx, response.status, 0, False)
             return False
-        extra = (
-            f"Date: {self._server.dates.value(ctx.now)}\r\n"
-            f"Connection: Upgrade\r\nUpgrade: {upgraded.protocol}\r\n"
-        )
+        extra = f"Connection: Upgrade\r\nUpgrade: {upgraded.protocol}\r\n"
+        if "Date" not in response.headers:
+            extra += f"Date: {self._server.dates.value(ctx.now)}\r\n"
         transport.write(encode_head(101, response.headers, extra))
         tunnel = Tunnel(hold, upgraded.hold, idle_timeout=upgraded.idle_timeout)
         tunnels = self._server.tunnels
