@@ -17,6 +17,8 @@ from aiohttp import WSMsgType, web
 
 from proxy.server.tunnel import Tunnel
 from tests.conftest import EdgeFactory, Origin, RunningEdge, wait_for
+from tests.integration.test_tls import client_context, make_cert, start_edge
+from tests.server_process import free_port
 
 CONFIG = """
 server: {{name: edge-ws, access_log: "{log}"}}
@@ -331,3 +333,45 @@ async def test_access_log_line_after_the_close(
     assert line["bytes"] == line["tunnel_bytes_down"]
     assert line["duration_ms"] > 0
     assert line["origin"] == "app"
+
+
+async def test_wss_through_the_tls_listener(tmp_path: Path, origin: Origin) -> None:
+    """The TLS front tunnels too (no half-close there: a close from either side closes both)."""
+    app = EchoOrigin(origin)
+    cert, key = make_cert(tmp_path, "edge")
+    origin_url = await origin.start()
+    tls_port = free_port()
+    edge = await start_edge(
+        tmp_path,
+        f"""
+server:
+  name: edge-wss
+  access_log: "off"
+  tls: {{listen: "127.0.0.1:{tls_port}", cert: {cert.name}, key: {key.name}}}
+origins: {{app: {{url: "{origin_url}"}}}}
+behaviours:
+  - {{path: "*", origin: app}}
+""",
+    )
+    try:
+        connector = aiohttp.TCPConnector(ssl=client_context(cert))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.ws_connect(f"wss://127.0.0.1:{tls_port}/ws") as ws:
+                assert (await ws.receive_str()) == "hello"
+                payload = os.urandom(200_000)
+                await ws.send_bytes(payload)
+                assert (await ws.receive_bytes()) == payload[::-1]
+            async with asyncio.timeout(10):
+                await app.closed.wait()
+            assert app.close_kind is WSMsgType.CLOSE
+            async with session.ws_connect(f"wss://127.0.0.1:{tls_port}/ws") as ws:
+                assert (await ws.receive_str()) == "hello"
+                await ws.send_str("close-please")
+                async with asyncio.timeout(10):
+                    msg = await ws.receive()
+                assert msg.type is WSMsgType.CLOSE
+        front = edge._tls_front
+        assert front is not None
+        await wait_for(lambda: not front.tunnels)
+    finally:
+        await edge.stop()
