@@ -29,7 +29,7 @@ def log_record(ctx: RequestContext) -> dict[str, object]:
     """The fields of one access log line for a finished request."""
     request = ctx.request
     behaviour = ctx.behaviour
-    return {
+    record: dict[str, object] = {
         "time": _iso(ctx.now),
         "client": request.client_ip,
         "method": request.method,
@@ -49,6 +49,10 @@ def log_record(ctx: RequestContext) -> dict[str, object]:
         "origin_status": ctx.fwd_status,
         "completed": ctx.completed,
     }
+    if ctx.tunnel_bytes is not None:
+        # A WebSocket tunnel (status 101): logged when it closed; duration_ms is the tunnel's lifetime.
+        record["tunnel_bytes_up"], record["tunnel_bytes_down"] = ctx.tunnel_bytes
+    return record
 
 
 class AccessLog:

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from proxy.origin.upgrade import UpgradedOrigin
+
 
 class OriginError(Exception):
     """Base for origin failures the pipeline turns into failover, stale content or a 502/504."""
@@ -48,6 +50,9 @@ class OriginRequest:
     # Called with each 1xx interim response (103 Early Hints) the origin sends before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
     content_length: int | None = None  # the length of a streamed ``body``, when the viewer announced it
+    # The protocol the viewer asks to switch to ("websocket"): sent with ``Upgrade`` and ``Connection:
+    # upgrade`` by ``HttpOrigin.open_tunnel`` (never by ``fetch``, which strips both).
+    upgrade: str | None = None
 
 
 async def _no_release() -> None:
@@ -64,6 +69,8 @@ class OriginResponse:
     content_length: int | None
     reason: str = ""
     release: Callable[[], Awaitable[None]] = _no_release
+    # Set on a 101 answer to ``HttpOrigin.open_tunnel``: the switched connection, for the tunnel pump.
+    upgraded: UpgradedOrigin | None = None
 
 
 class Origin(Protocol):

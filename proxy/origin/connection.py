@@ -23,6 +23,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.origin.base import OriginError, OriginProtocolError, OriginTimeoutError
+from proxy.origin.upgrade import Hold
 
 __all__ = ["EarlyCloseError", "InterimHook", "OriginConnection"]
 
@@ -89,6 +90,8 @@ class OriginConnection(asyncio.Protocol):
         self._error: OriginError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
+        self._upgrade = False  # the request asked to switch protocols: a 101 is its final answer
+        self.hold: Hold | None = None  # set once the origin switched: HTTP is no longer parsed
 
     # ------------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,6 +100,8 @@ class OriginConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.reusable = False
+        if self.hold is not None:
+            self.hold.lost()
         if self._parser is not None:
             self._eof()
         drain = self._drain
@@ -107,20 +112,29 @@ class OriginConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.reusable = False
+        if self.hold is not None:
+            return self.hold.eof()
         if self._parser is not None:
             self._eof()
         return None  # close the transport
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.hold is not None:
+            self.hold.writing(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.hold is not None:
+            self.hold.writing(False)
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.hold is not None:
+            self.hold.data(data)  # the switched protocol's bytes, for the tunnel
+            return
         parser = self._parser
         if parser is None or self.complete:
             # Bytes nobody asked for (after a complete response, or while idle): the origin sent more than
@@ -136,8 +150,14 @@ class OriginConnection(asyncio.Protocol):
             self._head_bytes += len(data)
         try:
             parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if not self.complete:
+        except httptools.HttpParserUpgrade as exc:
+            if self.hold is not None:
+                # RFC 9110 §15.2.2: the new protocol starts right after the 101 head's blank line.
+                self._parser = None
+                rest = data[exc.args[0] :] if exc.args else b""
+                if rest:
+                    self.hold.data(rest)
+            elif not self.complete:
                 self._fail(OriginProtocolError("the origin switched protocols unasked"))
         except httptools.HttpParserError as exc:
             # After the response is complete, what follows is extra data (a body longer than its
@@ -185,7 +205,7 @@ class OriginConnection(asyncio.Protocol):
             self._fail(OriginProtocolError("the origin's response head is too large"))
             return
         status = parser.get_status_code()
-        if status < 200:
+        if status < 200 and not (status == 101 and self._upgrade):
             self._interim(status)
             return
         self.status = status
@@ -207,6 +227,17 @@ class OriginConnection(asyncio.Protocol):
             # coding, a response's body ends when the origin closes the connection.
             self.content_length = None
             framed = codings[-1] == "chunked"
+        if status == 101:
+            # The switch asked for (``open_tunnel``): from the blank line on, the bytes are the new
+            # protocol's; they are held for the tunnel, and the exchange (and its read_timeout) is over.
+            assert self.transport is not None
+            self.hold = Hold(self.transport, writing_paused=self._write_paused)
+            self.reusable = False
+            self._message_done()
+            head = self._head_future
+            if head is not None and not head.done():
+                head.set_result(None)
+            return
         no_body = self._head_only or status in _NO_BODY_STATUSES
         if not no_body and not framed:
             self._eof_framed = True  # RFC 9112 §6.3 rule 8: the body ends when the connection closes
@@ -252,9 +283,11 @@ class OriginConnection(asyncio.Protocol):
             self._message_done()
 
     # ------------------------------------------------------------------ exchange
-    def begin(self, head_only: bool, on_interim: InterimHook | None) -> None:
-        """Start an exchange on this (idle) connection; ``head_only`` when the request is HEAD."""
+    def begin(self, head_only: bool, on_interim: InterimHook | None, *, upgrade: bool = False) -> None:
+        """Start an exchange on this (idle) connection; ``head_only`` when the request is HEAD, ``upgrade``
+        when it asks to switch protocols (a 101 then ends the exchange and sets ``hold``)."""
         self.uses += 1
+        self._upgrade = upgrade
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = head_only
         self._on_interim = on_interim

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from proxy.http.headers import strip_hop_by_hop
+from proxy.http.headers import parse_list_header, strip_hop_by_hop
 from proxy.origin.base import (
     OriginConnectError,
     OriginError,
@@ -29,6 +29,7 @@ from proxy.origin.base import (
 )
 from proxy.origin.connection import EarlyCloseError, OriginConnection
 from proxy.origin.pool import ConnectionPool
+from proxy.origin.upgrade import UpgradedOrigin
 
 __all__ = ["HttpOrigin"]
 
@@ -149,6 +150,10 @@ class HttpOrigin:
         if self._extra_lines:
             lines.append(self._extra_lines)
             count += len(self._extra)
+        if request.upgrade is not None:
+            # RFC 9110 §7.8: Upgrade is hop-by-hop, so it is listed in Connection (open_tunnel only).
+            lines += ("Upgrade: ", request.upgrade, "\r\nConnection: Upgrade\r\n")
+            count += 2
         body = request.body
         chunked = False
         if body is None:
@@ -197,6 +202,58 @@ class HttpOrigin:
                 raise
         conn = await self._pool.acquire(fresh=True)
         return await self._exchange(conn, request, head, chunked)
+
+    async def open_tunnel(self, request: OriginRequest) -> OriginResponse:
+        """Send a request asking to switch to ``request.upgrade`` (a WebSocket handshake) on a new
+        connection that never joins the pool, and return once the response head arrived.
+
+        A ``101`` carrying the asked protocol in its ``Upgrade`` field comes back with ``upgraded`` set
+        (the connection, its bytes held for the tunnel, idle timeout ``read_timeout``); any other answer
+        is a normal response whose connection is closed once its body was read. No retry: a failure
+        raises the ``OriginError`` the pipeline turns into 502/504."""
+        protocol = request.upgrade
+        assert protocol is not None and request.body is None
+        try:
+            head, _ = self._head(request)
+        except UnicodeEncodeError as exc:
+            raise OriginProtocolError(f"a request field cannot be encoded: {exc}") from None
+        conn = await self._connect()
+        conn.begin(False, request.on_interim, upgrade=True)
+        try:
+            await conn.send(head, None, False)
+            await conn.response_head()
+        except BaseException:
+            conn.end()
+            conn.close()
+            raise
+        conn.reusable = False  # never pooled, whatever the answer
+        headers: CIMultiDict[str] = CIMultiDict(conn.headers)
+        hold = conn.hold
+        if hold is not None:
+            offered = {t.lower() for t in parse_list_header(headers.getall("Upgrade", ()))}
+            if protocol.lower() not in offered:
+                conn.close()
+                raise OriginProtocolError(f"the origin switched to {offered or 'nothing'}, not {protocol}")
+        strip_hop_by_hop(headers)
+        if hold is not None:
+            return OriginResponse(
+                status=101,
+                headers=headers,
+                body=_nothing(),
+                content_length=None,
+                reason=conn.reason,
+                release=_closer(conn),
+                upgraded=UpgradedOrigin(protocol, hold, self._read_timeout),
+            )
+        body = ResponseBody(conn, self._pool)  # released as not reusable: closed, never pooled
+        return OriginResponse(
+            status=conn.status,
+            headers=headers,
+            body=body,
+            content_length=conn.content_length,
+            reason=conn.reason,
+            release=body.release,
+        )
 
     async def _exchange(
         self, conn: OriginConnection, request: OriginRequest, head: bytes, chunked: bool
@@ -273,3 +330,19 @@ async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[
         yield first
     async for chunk in rest:
         yield chunk
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    """The (empty) body of a 101 answer."""
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+def _closer(conn: OriginConnection) -> Callable[[], Awaitable[None]]:
+    """``release`` of a 101 answer: closes the switched connection unless the tunnel took it."""
+
+    async def release() -> None:
+        if conn.hold is None or not conn.hold.attached:
+            conn.close()
+
+    return release

@@ -48,6 +48,8 @@ class RequestContext:
     status: int = 0
     bytes_sent: int = 0
     completed: bool = True
+    # A WebSocket tunnel's bytes after the 101 head, viewer → origin and origin → viewer (None: no tunnel).
+    tunnel_bytes: tuple[int, int] | None = None
 
     @property
     def reason(self) -> str | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from proxy.origin.upgrade import UpgradedOrigin
+
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 BodyPart = bytes | memoryview
 
@@ -32,6 +34,9 @@ class EdgeRequest:
     content_length: int | None = None
     # Set by the front: relays a 1xx interim response (103 Early Hints) to the viewer before the final one.
     on_interim: Callable[[int, CIMultiDictProxy[str]], None] | None = None
+    # Set by the front to "websocket" for a WebSocket handshake (``Upgrade: websocket`` with ``Connection:
+    # upgrade``): the pipeline tunnels it rather than caching (other upgrades are served without switching).
+    upgrade: str | None = None
 
     @property
     def target(self) -> str:
@@ -62,3 +67,6 @@ class EdgeResponse:
     content_length: int | None = None
     no_body: bool = False
     finish: Callable[[bool], Awaitable[None]] = field(default=_nothing_to_finish)
+    # A 101 answer to a WebSocket handshake: the origin's switched connection, which the front pipes to the
+    # viewer's once the head is written (``proxy.server.tunnel``).
+    tunnel: UpgradedOrigin | None = None

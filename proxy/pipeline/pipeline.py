@@ -190,6 +190,7 @@ class Pipeline:
             functions is not None
             and functions.has(Event.VIEWER_RESPONSE)
             and ctx.synth is not SynthReason.FUNCTION_ERROR
+            and response.tunnel is None  # a switched connection is relayed as the origin sent it
         ):
             # viewer_response: per viewer, after the cache (its changes are never stored).
             try:
@@ -267,6 +268,8 @@ class Pipeline:
             ctx.synth = SynthReason.METHOD_NOT_ALLOWED
             extra = CIMultiDict({"Allow": behaviour.allow})
             return self.deliver.synthetic(ctx, 405, "Method Not Allowed\n", extra)
+        if request.upgrade is not None:
+            return await self._upgrade(ctx, behaviour)
         if method in CACHEABLE_METHODS:
             return await self._cacheable(ctx, behaviour)
         ctx.result = CacheResult.BYPASS
@@ -298,6 +301,54 @@ class Pipeline:
                 self.memory.delete(key)
                 if self.shared is not None:
                     self.background.spawn(self.shared.delete(key), name=f"shared delete {key}")
+
+    async def _upgrade(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
+        """A WebSocket handshake that passed RECV: never looked up nor stored, never collapsed, sent to the
+        behaviour's first available origin on a new connection (no failover). A 101 comes back with its
+        switched connection (``EdgeResponse.tunnel``) for the front to pipe; any other answer is passed on."""
+        ctx.result = CacheResult.BYPASS
+        ctx.fwd = FwdReason.BYPASS
+        if not behaviour.config.websocket:
+            ctx.blocked = "websocket-disabled"
+            return self.deliver.synthetic(
+                ctx, 400, "Bad Request: WebSocket is not enabled for this path (behaviour websocket: false)\n"
+            )
+        group = behaviour.group
+        member = next(group.candidates(self._monotonic()), None) if group is not None else None
+        open_tunnel = getattr(member[0], "open_tunnel", None) if member is not None else None
+        if member is None or open_tunnel is None:
+            ctx.synth = SynthReason.ORIGIN_UNREACHABLE
+            ctx.result = CacheResult.ERROR
+            return self.deliver.synthetic(ctx, 502, "Bad Gateway: this origin cannot take a WebSocket\n")
+        origin, health = member
+        ctx.origin = origin.name
+        ctx.tried = [origin.name]
+        origin_request = self._origin_request(ctx, False, None, None)
+        origin_request.upgrade = ctx.request.upgrade
+        for name, value in ctx.request.headers.items():
+            # RFC 6455 §4.1: the handshake's own fields are end-to-end and needed whatever ``forward`` says.
+            if name.lower().startswith("sec-websocket-") and name not in origin_request.headers:
+                origin_request.headers.add(name, value)
+        self.stats.origin_requests += 1
+        try:
+            response: OriginResponse = await open_tunnel(origin_request)
+        except OriginError as exc:
+            self.stats.origin_errors += 1
+            health.record_failure(self._monotonic(), reason=str(exc) or type(exc).__name__)
+            return self._origin_failed(ctx, exc)
+        health.record_success(self._monotonic())
+        ctx.fwd_status = response.status
+        if response.upgraded is None:
+            return self._pass_through(ctx, response)
+        delivered = self.deliver.from_origin(ctx, response, stream=None, body=b"")
+        delivered.tunnel = response.upgraded
+        release = response.release
+
+        async def finish(completed: bool) -> None:
+            await release()  # closes the origin connection unless the tunnel took it
+
+        delivered.finish = finish
+        return delivered
 
     # ---------------------------------------------------------------- HASH + LOOKUP
     def _lookup(self, ctx: RequestContext) -> tuple[CacheEntry | None, FwdReason]:

@@ -852,6 +852,9 @@ class BehaviourConfig(_Model):
     functions: FunctionsConfig | None = None
     signed: SignedConfig | None = None
     firewall: BehaviourFirewallConfig | None = None
+    # WebSocket handshakes are tunnelled to the origin (False: answered 400). Other upgrades are never
+    # tunnelled: they are served as plain requests, without the Upgrade field.
+    websocket: bool = True
 
     @model_validator(mode="after")
     def _origin_unless_synthetic(self) -> Self:

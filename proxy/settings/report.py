@@ -72,6 +72,7 @@ ACTIVE_KEYS: set[str] = {
     "geoip",
     "behaviours[].signed",
     "behaviours[].firewall",
+    "behaviours[].websocket",
 }
 
 

@@ -27,6 +27,7 @@ from proxy.edge.hardening import Answer, Target
 from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.origin.base import OriginError
+from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.server.http1.body import BODY_MALFORMED, RequestBody, ViewerBodyError
@@ -40,6 +41,7 @@ from proxy.server.http1.wire import (
     reason_phrase,
     status_line,
 )
+from proxy.server.tunnel import Tunnel
 
 if TYPE_CHECKING:
     from proxy.server.http1.server import H1Server
@@ -56,7 +58,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 class _Pending:
     """A request read and not yet answered: its head, body and screening result, or a parse error."""
 
-    __slots__ = ("body", "error", "head", "screened")
+    __slots__ = ("body", "error", "head", "screened", "websocket")
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class _Pending:
         self.body = body
         self.screened = screened
         self.error = error
+        self.websocket = False  # a WebSocket handshake: what the viewer sends after it is held
 
 
 class H1Connection(asyncio.Protocol):
@@ -95,6 +98,8 @@ class H1Connection(asyncio.Protocol):
         self._draining = False
         self._eof = False
         self._tls = False
+        # Set when a WebSocket handshake was read: the viewer's later bytes are held for the tunnel.
+        self._hold: Hold | None = None
 
     # ------------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,6 +120,8 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        if self._hold is not None:
+            self._hold.lost()
         self._server.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -132,10 +139,21 @@ class H1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering or self._closing:
             return
+        hold = self._hold
+        if hold is not None:
+            hold.data(data)  # after a WebSocket handshake: the new protocol's bytes
+            return
         self._reader.feed(data)
+        hold = self._hold
+        if hold is not None and self._reader.upgrade_rest:
+            hold.data(self._reader.upgrade_rest)  # sent in the same packet as the handshake
+            self._reader.upgrade_rest = b""
 
     def eof_received(self) -> bool | None:
         self._eof = True
+        if self._hold is not None:
+            self._reader.stop()
+            return self._hold.eof()
         if self._current is not None and self._current.body is not None:
             self._current.body.abort()
         self._reader.stop()
@@ -147,9 +165,13 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._hold is not None:
+            self._hold.writing(True)
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._hold is not None:
+            self._hold.writing(False)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -181,6 +203,10 @@ class H1Connection(asyncio.Protocol):
                 on_continue=self._send_continue if head.expect_continue else None,
             )
         pending = _Pending(head, body, screened)
+        transport = self._transport
+        if head.upgrade and isinstance(screened, Target) and _is_websocket(head) and transport is not None:
+            pending.websocket = True
+            self._hold = Hold(transport, writing_paused=self._writing_paused)
         self._current = pending
         self._queue.append(pending)
         self._start()
@@ -264,6 +290,12 @@ class H1Connection(asyncio.Protocol):
         self._reader.stop()
         transport = self._transport
         assert transport is not None
+        hold = self._hold
+        if hold is not None and not hold.attached:
+            # A handshake answered without switching: what the viewer sent after it is read and dropped.
+            self._hold = None
+            if hold.reading_paused:
+                transport.resume_reading()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -378,6 +410,7 @@ class H1Connection(asyncio.Protocol):
             body=body.chunks() if body is not None and isinstance(screened, Target) else None,
             content_length=head.content_length,
             on_interim=self._relay_interim if head.version >= (1, 1) else None,
+            upgrade="websocket" if pending.websocket else None,
         )
         if isinstance(screened, Answer):
             return await self._answer(head, request, screened, None)
@@ -474,6 +507,8 @@ class H1Connection(asyncio.Protocol):
         close: bool = False,
     ) -> bool:
         """Write ``response`` to the viewer, then run the LOG phase; True when the connection stays open."""
+        if response.tunnel is not None:
+            return await self._switch(ctx, response)
         status = response.status
         headers = response.headers
         version = head.version
@@ -574,3 +609,46 @@ class H1Connection(asyncio.Protocol):
             await response.finish(completed)
             pipeline.finish(ctx, status, sent, completed)
         return keep_alive and completed
+
+    async def _switch(self, ctx: RequestContext, response: EdgeResponse) -> bool:
+        """Relay the origin's ``101`` (RFC 9110 §15.2.2), then pipe bytes both ways until both sides are
+        closed (``proxy.server.tunnel``); the LOG phase runs after that. The connection never carries
+        HTTP again."""
+        upgraded = response.tunnel
+        assert upgraded is not None
+        self._response_started = True
+        pipeline = self._server.pipeline
+        hold = self._hold
+        transport = self._transport
+        if hold is None or transport is None or self._lost or self._closing:
+            upgraded.close()  # the viewer is gone (or never asked): nobody to switch with
+            await response.finish(False)
+            pipeline.finish(ctx, response.status, 0, False)
+            return False
+        extra = f"Connection: Upgrade\r\nUpgrade: {upgraded.protocol}\r\n"
+        if "Date" not in response.headers:
+            extra += f"Date: {self._server.dates.value(ctx.now)}\r\n"
+        transport.write(encode_head(101, response.headers, extra))
+        tunnel = Tunnel(hold, upgraded.hold, idle_timeout=upgraded.idle_timeout)
+        tunnels = self._server.tunnels
+        tunnels.add(tunnel)
+        try:
+            tunnel.start()
+            await asyncio.shield(tunnel.done)
+        finally:
+            tunnels.discard(tunnel)
+            if not tunnel.done.done():
+                tunnel.abort()  # this task was cancelled: nothing pipes any more
+        self._closing = True
+        ctx.tunnel_bytes = (tunnel.bytes_up, tunnel.bytes_down)
+        await response.finish(True)
+        pipeline.finish(ctx, 101, tunnel.bytes_down, True)
+        return False
+
+
+def _is_websocket(head: RequestHead) -> bool:
+    """A WebSocket opening handshake (RFC 6455 §4.1: a GET, HTTP/1.1 or later, ``Upgrade: websocket``)."""
+    if head.method != "GET" or head.version < (1, 1):
+        return False
+    tokens = parse_list_header(head.headers.getall("Upgrade", ()))
+    return any(token.lower() == "websocket" for token in tokens)

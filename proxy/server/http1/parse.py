@@ -12,7 +12,7 @@ the request head (line and fields, counted as ``RequestPolicy.screen`` counts th
 ``max_header_bytes`` and at most ``MAX_FIELDS`` fields → 431; a version llhttp refuses → 505; an unknown
 method token → 501, other bad bytes → 400. Reading stops after a message that does not keep the connection
 alive (HTTP/1.0 without ``Connection: keep-alive``, ``Connection: close``) and after an upgrade request:
-what follows is never read as another request.
+what follows is never read as another request (after an upgrade request it is left in ``upgrade_rest``).
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ class RequestReader:
         "_url",
         "in_message",
         "stopped",
+        "upgrade_rest",
     )
 
     def __init__(self, sink: RequestSink, max_header_bytes: int) -> None:
@@ -135,6 +136,7 @@ class RequestReader:
         self._line: bytearray | None = bytearray()  # bytes since a message boundary, for the 501 test
         self.in_message = False  # a message has begun and is not complete
         self.stopped = False
+        self.upgrade_rest = b""  # bytes fed after an upgrade request's head (the new protocol's, if any)
 
     @property
     def in_body(self) -> bool:
@@ -157,9 +159,12 @@ class RequestReader:
         head_before = self.in_message and not self._after_head
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # An upgrade (or CONNECT) request is complete; what follows is not HTTP/1.1 we read.
+        except httptools.HttpParserUpgrade as exc:
+            # An upgrade (or CONNECT) request is complete; what follows is not HTTP/1.1 we read. It is kept
+            # for the connection: a WebSocket tunnel forwards it to the origin.
             self.stopped = True
+            if exc.args and isinstance(exc.args[0], int):
+                self.upgrade_rest = data[exc.args[0] :]
             return
         except httptools.HttpParserInvalidMethodError:
             self._fail(self._method_status())

@@ -18,6 +18,7 @@ from proxy.edge.hardening import RequestPolicy
 from proxy.pipeline.pipeline import Pipeline
 from proxy.server.http1.connection import H1Connection
 from proxy.server.http1.wire import DateCache
+from proxy.server.tunnel import Tunnel
 from proxy.settings import ServerConfig
 
 __all__ = ["H1Server", "default_max_connections", "make_server"]
@@ -52,6 +53,7 @@ class H1Server:
         self.lingering_time = lingering_time
         self.dates = DateCache()
         self.connections: set[H1Connection] = set()
+        self.tunnels: set[Tunnel] = set()  # WebSocket tunnels open on these connections
         self.refused_connections = 0
         self.draining = False
         self.addresses: list[tuple[str, int]] = []
