@@ -99,3 +99,83 @@ async def test_workers_replace_crashed_and_reload_without_dropping(tmp_path: Pat
             process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 60)
     assert process.returncode == 0
+
+
+async def _keep_alive_client(port: int, stop: asyncio.Event, answered: list[int], lost: list[str]) -> None:
+    """One viewer on keep-alive connections, like wrk: requests back to back, a new connection only when
+    the edge said ``Connection: close`` (or closed after a complete answer). A request whose connection
+    ends before its complete answer is lost."""
+    request = b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n"
+    while not stop.is_set():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while not stop.is_set():
+                writer.write(request)
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    fields = dict(
+                        line.split(": ", 1)
+                        for line in head.decode("latin-1").split("\r\n")[1:]
+                        if ": " in line
+                    )
+                    await reader.readexactly(int(fields.get("Content-Length", "0")))
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    lost.append(repr(exc))
+                    break
+                answered.append(int(head[9:12]))
+                if fields.get("Connection", "").lower() == "close":
+                    break
+        finally:
+            writer.close()
+
+
+async def test_three_reloads_under_keep_alive_load_lose_no_request(tmp_path: Path) -> None:
+    """Issue #12: SIGHUP closes idle keep-alive connections between requests and says Connection: close
+    on busy ones; a request already sent is always answered, so viewers that keep their connections
+    open lose nothing across three reloads in a row."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("hello")
+    port = free_port()
+    config = tmp_path / "edge.yaml"
+    config.write_text(CONFIG.format(port=port, name="gen-one"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "serve",
+        "--config",
+        str(config),
+        cwd=REPO,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            await _read_until(process.stderr, r"2 workers running", seen)
+            stop = asyncio.Event()
+            answered: list[int] = []
+            lost: list[str] = []
+            clients = [
+                asyncio.ensure_future(_keep_alive_client(port, stop, answered, lost)) for _ in range(8)
+            ]
+            for generation in (2, 3, 4):
+                before = len(answered)
+                await _wait_for_count(answered, before + 200)
+                process.send_signal(signal.SIGHUP)
+                await _read_until(process.stderr, rf"reloaded: generation {generation}", seen)
+            await _wait_for_count(answered, len(answered) + 200)
+            stop.set()
+            await asyncio.gather(*clients)
+            assert lost == []
+            assert set(answered) == {200}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 60)
+    assert process.returncode == 0
+
+
+async def _wait_for_count(answered: list[int], count: int) -> None:
+    while len(answered) < count:
+        await asyncio.sleep(0.01)

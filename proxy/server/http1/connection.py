@@ -55,6 +55,9 @@ BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pause
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+# How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
+SHUTDOWN_IDLE_GRACE = 1.0
+
 class _Pending:
     """A request read and not yet answered: its head, body and screening result, or a parse error."""
 
@@ -322,12 +325,20 @@ class H1Connection(asyncio.Protocol):
             self._transport.abort()
 
     def begin_shutdown(self) -> None:
-        """Graceful stop: close at once when idle, else answer what was read and close after it."""
+        """Graceful stop: answer what was read and close after it. An idle keep-alive connection is given
+        ``SHUTDOWN_IDLE_GRACE`` for a request already on its way (closing it at once races with a viewer
+        sending its next request, which would then see a reset with no answer): such a request is answered
+        with ``Connection: close``; without one, the connection closes when the grace ends."""
         self._draining = True
         if self._lost or self._closing:
             return
         if self._task is None and not self._queue and not self._reader.in_body:
-            self._close()
+            deadline = self._loop.time() + SHUTDOWN_IDLE_GRACE
+            if deadline < self._deadline or self._timer is None:
+                self._deadline = deadline
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(deadline, self._on_timer)
         elif not self._reader.in_body:
             self._reader.stop()
 
