@@ -333,14 +333,20 @@ class H1Connection(asyncio.Protocol):
         if self._lost or self._closing:
             return
         if self._task is None and not self._queue and not self._reader.in_body:
-            deadline = self._loop.time() + SHUTDOWN_IDLE_GRACE
-            if deadline < self._deadline or self._timer is None:
-                self._deadline = deadline
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self._loop.call_at(deadline, self._on_timer)
-        elif not self._reader.in_body:
+            self._shutdown_grace()
+        elif not self._reader.in_body and not self._response_started:
+            # The answer being prepared will say Connection: close. One whose head already went out said
+            # keep-alive: the viewer may send its next request, which is read and answered (with close).
             self._reader.stop()
+
+    def _shutdown_grace(self) -> None:
+        """Close this idle connection ``SHUTDOWN_IDLE_GRACE`` from now, unless a request comes first."""
+        deadline = self._loop.time() + SHUTDOWN_IDLE_GRACE
+        if deadline < self._deadline or self._timer is None:
+            self._deadline = deadline
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
 
     @property
     def lingering(self) -> bool:
@@ -381,9 +387,13 @@ class H1Connection(asyncio.Protocol):
             return
         if self._queue:
             self._start()
-        elif self._draining or self._eof:
+        elif self._eof:
             if not self._reader.in_body and not self._reader.in_message:
                 self._close()
+        elif self._draining:
+            # The last answer said keep-alive (its head went out before the stop began): the viewer's next
+            # request may be on its way.
+            self._shutdown_grace()
         else:
             self._touch()
 
