@@ -33,6 +33,22 @@ async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str
             return found
 
 
+async def _start_workers(tmp_path: Path) -> tuple[int, Path, asyncio.subprocess.Process]:
+    """``edgeproxy serve`` with two workers (generation "gen-one") serving a one-page folder; its stderr
+    is piped for ``_read_until``."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("hello")
+    port = free_port()
+    config = tmp_path / "edge.yaml"
+    config.write_text(CONFIG.format(port=port, name="gen-one"))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "proxy", "serve", "--config", str(config)),
+        cwd=REPO,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return port, config, process
+
+
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with session.get(url) as response:
         await response.read()
@@ -40,21 +56,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 
 async def test_workers_replace_crashed_and_reload_without_dropping(tmp_path: Path) -> None:
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "index.html").write_text("hello")
-    port = free_port()
-    config = tmp_path / "edge.yaml"
-    config.write_text(CONFIG.format(port=port, name="gen-one"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "serve",
-        "--config",
-        str(config),
-        cwd=REPO,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    port, config, process = await _start_workers(tmp_path)
     assert process.stderr is not None
     seen: list[str] = []
     url = f"http://127.0.0.1:{port}/"
@@ -133,21 +135,7 @@ async def test_three_reloads_under_keep_alive_load_lose_no_request(tmp_path: Pat
     """Issue #12: SIGHUP closes idle keep-alive connections between requests and says Connection: close
     on busy ones; a request already sent is always answered, so viewers that keep their connections
     open lose nothing across three reloads in a row."""
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "index.html").write_text("hello")
-    port = free_port()
-    config = tmp_path / "edge.yaml"
-    config.write_text(CONFIG.format(port=port, name="gen-one"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "serve",
-        "--config",
-        str(config),
-        cwd=REPO,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    port, _, process = await _start_workers(tmp_path)
     assert process.stderr is not None
     seen: list[str] = []
     try:
