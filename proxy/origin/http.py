@@ -245,15 +245,7 @@ class HttpOrigin:
                 release=_closer(conn),
                 upgraded=UpgradedOrigin(protocol, hold, self._read_timeout),
             )
-        body = ResponseBody(conn, self._pool)  # released as not reusable: closed, never pooled
-        return OriginResponse(
-            status=conn.status,
-            headers=headers,
-            body=body,
-            content_length=conn.content_length,
-            reason=conn.reason,
-            release=body.release,
-        )
+        return self._response(conn, headers)  # released as not reusable: closed, never pooled
 
     async def _exchange(
         self, conn: OriginConnection, request: OriginRequest, head: bytes, chunked: bool
@@ -273,6 +265,11 @@ class HttpOrigin:
             raise
         headers: CIMultiDict[str] = CIMultiDict(conn.headers)
         strip_hop_by_hop(headers)
+        return self._response(conn, headers)
+
+    def _response(self, conn: OriginConnection, headers: CIMultiDict[str]) -> OriginResponse:
+        """The response whose head ``conn`` read; its body streams from ``conn``, which goes back to the
+        pool once the body is complete (or is closed by ``release`` before that)."""
         body = ResponseBody(conn, self._pool)
         return OriginResponse(
             status=conn.status,
