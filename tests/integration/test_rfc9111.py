@@ -916,6 +916,21 @@ async def test_viewer_if_modified_since_is_answered_304(make_edge: EdgeFactory, 
     assert status == 304 and a.hits == 1
 
 
+@pytest.mark.parametrize(("ims", "expected"), [(0, 304), (3600, 304), (-3000, 200)])
+async def test_if_modified_since_without_last_modified_uses_the_date(
+    make_edge: EdgeFactory, origin: Origin, ims: int, expected: int
+) -> None:
+    """RFC 9111 §4.3.2: a stored response without Last-Modified answers If-Modified-Since with its Date:
+    304 when the Date is not after the given date, the full response otherwise (RFC 9110 §13.1.3).
+    (cache-tests' conditional-lm-fresh-no-lm expects 304 for a date 3000 s before the Date: see
+    docs/conformance.md.)"""
+    a = script(origin, "/a", Reply([("Expires", 100000), ("Date", 0)]))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a")
+    status, _, _ = await fetch(edge, "/a", headers=[("If-Modified-Since", ims)])
+    assert (status, a.hits) == (expected, 1)
+
+
 # ============================================================== §4.4 Invalidation
 
 
