@@ -544,6 +544,21 @@ async def test_stored_no_cache_response_is_revalidated(make_edge: EdgeFactory, o
     assert (status, body) == (200, b"body")
 
 
+async def test_no_cache_response_without_lifetime_is_stored_and_revalidated(
+    make_edge: EdgeFactory, origin: Origin
+) -> None:
+    """RFC 9111 §5.2.2.4: no-cache allows storing; a response with no-cache and an ETag but no lifetime
+    (no max-age, Expires or Last-Modified) is stored and validated with If-None-Match before each reuse."""
+    fields = [("Cache-Control", "no-cache"), ("ETag", '"abcd"')]
+    a = script(origin, "/a", Reply(fields), Reply([("ETag", '"abcd"')], status=304))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a")
+    for hits in (2, 3):
+        status, headers, body = await fetch(edge, "/a")
+        assert a.hits == hits and a.seen[-1].get("If-None-Match") == '"abcd"'
+        assert (status, body, headers["ETag"]) == (200, b"body", '"abcd"')
+
+
 async def test_must_revalidate_response_is_revalidated_when_stale(
     make_edge: EdgeFactory, origin: Origin
 ) -> None:
