@@ -743,6 +743,31 @@ async def test_vary_selects_the_stored_response(
     assert a.hits == (1 if reused else 2)
 
 
+@pytest.mark.parametrize(
+    ("second", "reused"),
+    [
+        pytest.param([("Accept-Language", "de, en")], True, id="order"),
+        pytest.param([("Accept-Language", "eN, De")], True, id="case"),
+        pytest.param([("Accept-Language", " en ,   de")], True, id="whitespace"),
+        pytest.param([("Accept-Language", "de;q=1.0, en")], True, id="q=1 is no weight"),
+        pytest.param([("Accept-Language", "de"), ("Accept-Language", "EN")], True, id="field lines"),
+        pytest.param([("Accept-Language", "en, de;q=0.9")], False, id="other weights"),
+        pytest.param([("Accept-Language", "fr;q=0.5, de;q=1.0")], False, id="other languages"),
+    ],
+)
+async def test_vary_accept_language_is_normalised(
+    make_edge: EdgeFactory, origin: Origin, second: list[tuple[str, str]], reused: bool
+) -> None:
+    """RFC 9111 §4.1: selecting fields match after a normalisation known to keep their meaning; for
+    Accept-Language (RFC 9110 §12.5.4) language ranges are case-insensitive and the order of equally
+    weighted ones is not significant."""
+    a = script(origin, "/a", Reply([*VARY_FIELDS, ("Vary", "Accept-Language")]))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a", headers=[("Accept-Language", "en, de")])
+    await fetch(edge, "/a", headers=second)
+    assert a.hits == (1 if reused else 2)
+
+
 async def test_vary_stars_on_two_lines_never_match(make_edge: EdgeFactory, origin: Origin) -> None:
     """RFC 9111 §4.1: "*" on any Vary field line (also after an empty one) never matches."""
     a = script(origin, "/a", Reply([*VARY_FIELDS, ("Vary", ""), ("Vary", "*")]))
