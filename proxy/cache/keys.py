@@ -27,6 +27,7 @@ __all__ = [
     "KeyBuilder",
     "KeyPolicy",
     "QueryExcept",
+    "normalise_accept_language",
     "normalise_host",
     "parse_cookie_header",
     "query_param_name",
@@ -282,6 +283,49 @@ def _normalise_field_value(values: list[str]) -> str:
     return value.strip(_OWS)
 
 
+# RFC 4647 §2.1 language-range (as RFC 9110 §12.5.4 uses it), and RFC 9110 §12.4.2 weight / qvalue.
+_LANGUAGE_RANGE = re.compile(r"\*|[a-z]{1,8}(?:-[a-z0-9]{1,8})*")
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
+# Bound for normalise_accept_language: a value with more list members is only whitespace-normalised (a
+# hostile 8 KiB header costs one linear pass, no sort); browsers send a handful of members.
+_LANGUAGE_MAX_MEMBERS = 32
+
+
+def normalise_accept_language(value: str) -> str:
+    """``Accept-Language`` (RFC 9110 §12.5.4) normalised for Vary matching (RFC 9111 §4.1); called by
+    ``variant_key``.
+
+    RFC 9111 §4.1 lets a cache match selecting fields after normalising them "in a way that is known to
+    have identical semantics": language ranges are case-insensitive (RFC 4647 §2.1), the list is unordered
+    but for the weights (RFC 9110 §12.5.4: an order among equal weights "cannot be relied upon"), and
+    ``q=1``, ``q=1.000`` and no weight are the same (RFC 9110 §12.4.2). So members are lower-cased, their
+    weights written in shortest form (``;q=0.5``, none for 1), sorted by descending weight then by range,
+    and joined with ``", "``; empty members are skipped (RFC 9110 §5.6.1). A value with anything else (an
+    invalid range or weight, another parameter) or with more than 32 list members is only
+    whitespace-normalised as any other field, so two different preferences never share a variant. Never
+    raises; linear in the size.
+    """
+    if value.count(",") >= _LANGUAGE_MAX_MEMBERS:
+        return _normalise_field_value([value])
+    members: list[tuple[int, str]] = []
+    for item in value.split(","):
+        tag, semicolon, weight = item.partition(";")
+        tag = tag.strip(_OWS).lower()
+        if not tag and not semicolon:
+            continue  # an empty list element (RFC 9110 §5.6.1)
+        thousandths = 1000
+        if semicolon:
+            name, equals, q = weight.strip(_OWS).partition("=")
+            if name not in ("q", "Q") or not equals or _QVALUE.fullmatch(q) is None:
+                return _normalise_field_value([value])
+            thousandths = int(q[2:].ljust(3, "0")) if q[0] == "0" else 1000
+        if _LANGUAGE_RANGE.fullmatch(tag) is None:
+            return _normalise_field_value([value])
+        members.append((-thousandths, tag))
+    members.sort()
+    return ", ".join([tag if q == -1000 else f"{tag};q={-q / 1000:g}" for q, tag in members])
+
+
 def variant_key(base_key: str, vary: tuple[str, ...], headers: MultiMapping[str]) -> str:
     """The secondary key of the variant selected by ``vary`` (RFC 9111 §4.1); called by LOOKUP and STORE.
 
@@ -303,5 +347,8 @@ def variant_key(base_key: str, vary: tuple[str, ...], headers: MultiMapping[str]
         append(name)
         if values is not None:
             append("=")
-            append(_normalise_field_value(values))
+            if name == "accept-language":
+                append(normalise_accept_language(values[0] if len(values) == 1 else ", ".join(values)))
+            else:
+                append(_normalise_field_value(values))
     return "".join(parts)

@@ -136,15 +136,23 @@ def _single_date(headers: Mapping[str, str], name: str) -> float | None:
 
 
 def evaluate_preconditions(
-    method: str, headers: Mapping[str, str], etag: str | None, last_modified: float | None
+    method: str,
+    headers: Mapping[str, str],
+    etag: str | None,
+    last_modified: float | None,
+    *,
+    date: float | None = None,
 ) -> int | None:
     """Evaluate the request's preconditions against a selected representation (RFC 9110 §13.2.2).
 
     Called before answering with a 2xx from a representation whose ETag is ``etag`` and Last-Modified is
-    ``last_modified`` (a cache whose stored response lacks Last-Modified may pass its Date, RFC 9111 §4.3.2).
-    ``headers`` are the request headers (a case-insensitive multidict, all field lines are read). Returns 304,
-    412, or ``None`` to proceed normally. Only call it when the response without conditions would be 2xx
-    (RFC 9110 §13.2.1). An If-Match / If-None-Match with no valid entity-tag matches nothing.
+    ``last_modified``. ``date``: a cache answering from a stored response passes that response's Date (or,
+    without a valid Date, the time it was received); it stands in for a missing Last-Modified when
+    evaluating If-Modified-Since only (RFC 9111 §4.3.2), never If-Unmodified-Since, which RFC 9110 §13.1.4
+    evaluates only against a known modification date. ``headers`` are the request headers (a
+    case-insensitive multidict, all field lines are read). Returns 304, 412, or ``None`` to proceed
+    normally. Only call it when the response without conditions would be 2xx (RFC 9110 §13.2.1). An
+    If-Match / If-None-Match with no valid entity-tag matches nothing.
 
     Order (§13.2.2): If-Match (strong) → 412; else If-Unmodified-Since → 412; If-None-Match (weak) → 304 for
     GET/HEAD, else 412; else, for GET/HEAD, If-Modified-Since → 304.
@@ -172,9 +180,11 @@ def evaluate_preconditions(
         if tags == ["*"] or any(weak_match(t, etag) for t in tags):
             return 304 if get_or_head else 412
         return None
-    # Step 4, §13.1.3: If-Modified-Since only for GET/HEAD and only without If-None-Match.
+    # Step 4, §13.1.3: If-Modified-Since only for GET/HEAD and only without If-None-Match. RFC 9111 §4.3.2:
+    # a stored response without Last-Modified is evaluated with its Date (or the time it was received).
     if get_or_head:
         ims = _single_date(headers, "If-Modified-Since")
-        if ims is not None and last_modified is not None and last_modified <= ims:
+        modified = last_modified if last_modified is not None else date
+        if ims is not None and modified is not None and modified <= ims:
             return 304
     return None

@@ -279,10 +279,14 @@ def decide_store(
     if lifetime is None and last_modified is not None and date is not None:
         # RFC 9111 §4.2.2: heuristic freshness, 10 % of the time since Last-Modified, capped at one day.
         lifetime = min(HEURISTIC_FRACTION * max(0.0, date - last_modified), HEURISTIC_MAX)
-    if lifetime is None:
-        # Nothing gives the response a lifetime: storing it would only make every reuse a full refetch.
-        return _NOT_STORED[NotStoredReason.NO_FRESHNESS]
     no_cache = cc.no_cache
+    if lifetime is None:
+        if not no_cache:
+            # Nothing gives the response a lifetime: storing it would only make every reuse a full refetch.
+            return _NOT_STORED[NotStoredReason.NO_FRESHNESS]
+        # RFC 9111 §5.2.2.4: no-cache allows storing; the response is validated before each reuse, so it
+        # needs no lifetime (zero), only a validator (checked below).
+        lifetime = 0.0
     if no_cache:
         # RFC 9111 §5.2.2.4: stored, but never reused without successful validation.
         lifetime = 0.0

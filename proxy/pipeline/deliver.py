@@ -140,7 +140,7 @@ class Deliverer:
         status = entry.status
         body = entry.body
         if status == 200:
-            answered = self._viewer_preconditions(ctx, headers, body)
+            answered = self._viewer_preconditions(ctx, headers, body, received=entry.response_time)
             if answered is not None:
                 return answered
         no_body = _no_body(request.method, status)
@@ -149,24 +149,35 @@ class Deliverer:
         )
 
     def _viewer_preconditions(
-        self, ctx: RequestContext, headers: CIMultiDict[str], body: bytes | None
+        self, ctx: RequestContext, headers: CIMultiDict[str], body: bytes | None, *, received: float | None
     ) -> EdgeResponse | None:
         """Answer the viewer's conditionals, then its Range, against a complete 200 response (``body``
-        None when the body is a stream: Range is then ignored, which RFC 9110 §14.2 allows)."""
+        None when the body is a stream: Range is then ignored, which RFC 9110 §14.2 allows). ``received``:
+        when the response arrived from the origin (None when not known)."""
         request_headers = ctx.request.headers
         if any(name in request_headers for name in _CONDITIONALS):
-            answer = self._conditional(ctx, headers)
+            answer = self._conditional(ctx, headers, received)
             if answer is not None:
                 return answer
         if body is not None and ctx.request.method == "GET" and "Range" in request_headers:
             return self._range(ctx, headers, body)
         return None
 
-    def _conditional(self, ctx: RequestContext, headers: CIMultiDict[str]) -> EdgeResponse | None:
-        """Evaluate the viewer's preconditions against a stored response (RFC 9110 §13.2.2)."""
+    def _conditional(
+        self, ctx: RequestContext, headers: CIMultiDict[str], received: float | None
+    ) -> EdgeResponse | None:
+        """Evaluate the viewer's preconditions against a stored response (RFC 9110 §13.2.2); without
+        Last-Modified, If-Modified-Since is evaluated with its Date, else ``received`` (RFC 9111 §4.3.2)."""
         etag = headers.get("ETag")
         last_modified = parse_http_date(headers.get("Last-Modified"))
-        outcome = evaluate_preconditions(ctx.request.method, ctx.request.headers, etag, last_modified)
+        date = None
+        if last_modified is None:
+            date = parse_http_date(headers.get("Date"))
+            if date is None:
+                date = received
+        outcome = evaluate_preconditions(
+            ctx.request.method, ctx.request.headers, etag, last_modified, date=date
+        )
         if outcome is None:
             return None
         if outcome == 304:
@@ -250,7 +261,7 @@ class Deliverer:
         if ctx.fill and response.status == 200:
             # The fill dropped the viewer's conditionals and Range (so that the full object could be
             # stored); when it was not stored they are answered here instead (RFC 9110 §13.2.2, §14.2).
-            answered = self._viewer_preconditions(ctx, headers, body)
+            answered = self._viewer_preconditions(ctx, headers, body, received=None)
             if answered is not None:
                 answered.stream = stream
                 return answered

@@ -544,6 +544,21 @@ async def test_stored_no_cache_response_is_revalidated(make_edge: EdgeFactory, o
     assert (status, body) == (200, b"body")
 
 
+async def test_no_cache_response_without_lifetime_is_stored_and_revalidated(
+    make_edge: EdgeFactory, origin: Origin
+) -> None:
+    """RFC 9111 §5.2.2.4: no-cache allows storing; a response with no-cache and an ETag but no lifetime
+    (no max-age, Expires or Last-Modified) is stored and validated with If-None-Match before each reuse."""
+    fields = [("Cache-Control", "no-cache"), ("ETag", '"abcd"')]
+    a = script(origin, "/a", Reply(fields), Reply([("ETag", '"abcd"')], status=304))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a")
+    for hits in (2, 3):
+        status, headers, body = await fetch(edge, "/a")
+        assert a.hits == hits and a.seen[-1].get("If-None-Match") == '"abcd"'
+        assert (status, body, headers["ETag"]) == (200, b"body", '"abcd"')
+
+
 async def test_must_revalidate_response_is_revalidated_when_stale(
     make_edge: EdgeFactory, origin: Origin
 ) -> None:
@@ -724,6 +739,31 @@ async def test_vary_selects_the_stored_response(
     a = script(origin, "/a", Reply([*VARY_FIELDS, ("Vary", vary)]))
     edge = await start(make_edge, origin)
     await fetch(edge, "/a", headers=first)
+    await fetch(edge, "/a", headers=second)
+    assert a.hits == (1 if reused else 2)
+
+
+@pytest.mark.parametrize(
+    ("second", "reused"),
+    [
+        pytest.param([("Accept-Language", "de, en")], True, id="order"),
+        pytest.param([("Accept-Language", "eN, De")], True, id="case"),
+        pytest.param([("Accept-Language", " en ,   de")], True, id="whitespace"),
+        pytest.param([("Accept-Language", "de;q=1.0, en")], True, id="q=1 is no weight"),
+        pytest.param([("Accept-Language", "de"), ("Accept-Language", "EN")], True, id="field lines"),
+        pytest.param([("Accept-Language", "en, de;q=0.9")], False, id="other weights"),
+        pytest.param([("Accept-Language", "fr;q=0.5, de;q=1.0")], False, id="other languages"),
+    ],
+)
+async def test_vary_accept_language_is_normalised(
+    make_edge: EdgeFactory, origin: Origin, second: list[tuple[str, str]], reused: bool
+) -> None:
+    """RFC 9111 §4.1: selecting fields match after a normalisation known to keep their meaning; for
+    Accept-Language (RFC 9110 §12.5.4) language ranges are case-insensitive and the order of equally
+    weighted ones is not significant."""
+    a = script(origin, "/a", Reply([*VARY_FIELDS, ("Vary", "Accept-Language")]))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a", headers=[("Accept-Language", "en, de")])
     await fetch(edge, "/a", headers=second)
     assert a.hits == (1 if reused else 2)
 
@@ -914,6 +954,21 @@ async def test_viewer_if_modified_since_is_answered_304(make_edge: EdgeFactory, 
     await fetch(edge, "/a")
     status, _, _ = await fetch(edge, "/a", headers=[("If-Modified-Since", lm)])
     assert status == 304 and a.hits == 1
+
+
+@pytest.mark.parametrize(("ims", "expected"), [(0, 304), (3600, 304), (-3000, 200)])
+async def test_if_modified_since_without_last_modified_uses_the_date(
+    make_edge: EdgeFactory, origin: Origin, ims: int, expected: int
+) -> None:
+    """RFC 9111 §4.3.2: a stored response without Last-Modified answers If-Modified-Since with its Date:
+    304 when the Date is not after the given date, the full response otherwise (RFC 9110 §13.1.3).
+    (cache-tests' conditional-lm-fresh-no-lm expects 304 for a date 3000 s before the Date: see
+    docs/conformance.md.)"""
+    a = script(origin, "/a", Reply([("Expires", 100000), ("Date", 0)]))
+    edge = await start(make_edge, origin)
+    await fetch(edge, "/a")
+    status, _, _ = await fetch(edge, "/a", headers=[("If-Modified-Since", ims)])
+    assert (status, a.hits) == (expected, 1)
 
 
 # ============================================================== §4.4 Invalidation

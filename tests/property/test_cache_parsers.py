@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.cache.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from proxy.cache.keys import KeyBuilder, QueryExcept, normalise_host, parse_cookie_header, variant_key
+from proxy.cache.keys import (
+    KeyBuilder,
+    QueryExcept,
+    normalise_accept_language,
+    normalise_host,
+    parse_cookie_header,
+    variant_key,
+)
 
 # ---- strategies --------------------------------------------------------------------------------------------
 
@@ -237,3 +245,54 @@ def test_normalised_host_ignores_case_trailing_dot_and_default_port(
 def test_normalise_host_never_raises_nor_lets_a_path_through(host: str, scheme: str) -> None:
     normal = normalise_host(host, scheme)
     assert "/" not in normal and "?" not in normal and "\n" not in normal
+
+
+# ---- Accept-Language normalisation (RFC 9110 §12.5.4, RFC 9111 §4.1) ---------------------------------------
+
+language_range = st.one_of(
+    st.just("*"),
+    st.from_regex(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,2}", fullmatch=True),
+)
+qvalue = st.one_of(
+    st.just(None),
+    st.from_regex(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?", fullmatch=True),
+)
+language_members = st.lists(st.tuples(language_range, qvalue), max_size=8)
+ows = st.sampled_from(["", " ", "\t", "  "])
+# Mostly the characters of real values, so that both the parsed and the fallback paths are reached.
+language_chars = st.one_of(st.sampled_from("enDE-*;q=0.15, \t_"), any_char)
+
+
+def render_languages(members: list[tuple[str, str | None]], space: str) -> str:
+    return ",".join(f"{space}{tag}{'' if q is None else f';q={q}'}{space}" for tag, q in members)
+
+
+@given(st.text(language_chars, max_size=60))
+def test_normalise_accept_language_is_idempotent(value: str) -> None:
+    once = normalise_accept_language(value)
+    assert normalise_accept_language(once) == once
+
+
+@given(language_members, st.randoms(use_true_random=False), ows, ows)
+def test_normalise_accept_language_ignores_order_case_and_whitespace(
+    members: list[tuple[str, str | None]], rnd: random.Random, space1: str, space2: str
+) -> None:
+    shuffled = members[:]
+    rnd.shuffle(shuffled)
+    recased = [("".join(c.upper() if rnd.random() < 0.5 else c.lower() for c in t), q) for t, q in shuffled]
+    one = normalise_accept_language(render_languages(members, space1))
+    assert one == normalise_accept_language(render_languages(recased, space2))
+    assert one == one.lower()  # every member was understood: nothing kept verbatim
+
+
+@given(language_members, language_members)
+def test_normalise_accept_language_keeps_different_preferences_apart(
+    a: list[tuple[str, str | None]], b: list[tuple[str, str | None]]
+) -> None:
+    def meaning(members: list[tuple[str, str | None]]) -> list[tuple[str, float]]:
+        return sorted((tag.lower(), 1.0 if q is None else float(q)) for tag, q in members)
+
+    same = normalise_accept_language(render_languages(a, "")) == normalise_accept_language(
+        render_languages(b, "")
+    )
+    assert same == (meaning(a) == meaning(b))

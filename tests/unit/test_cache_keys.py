@@ -15,6 +15,7 @@ from proxy.cache.keys import (
     KeyBuilder,
     KeyPolicy,
     QueryExcept,
+    normalise_accept_language,
     normalise_host,
     parse_cookie_header,
     variant_key,
@@ -311,6 +312,49 @@ def test_variant_key_equivalent_values_share_a_key() -> None:
     assert one == variant_key("K", vary, hdrs(("accept-encoding", "gzip,br")))
     assert one == variant_key("K", vary, hdrs(("accept-encoding", "gzip"), ("accept-encoding", "br")))
     assert one != variant_key("K", vary, hdrs(("accept-encoding", "br, gzip")))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("en, de", "de, en", id="§12.5.4 equal weights sorted by range"),
+        pytest.param("de, en", "de, en", id="§12.5.4 order among equal weights ignored"),
+        pytest.param("eN, De", "de, en", id="RFC 4647 §2.1 ranges case-insensitive"),
+        pytest.param(" en ,   de", "de, en", id="§5.6.1 whitespace folded"),
+        pytest.param("en-US,en;q=0.9,de;q=0.8", "en-us, en;q=0.9, de;q=0.8", id="browser value"),
+        pytest.param("de;q=0.8, en;q=0.9, en-US", "en-us, en;q=0.9, de;q=0.8", id="sorted by weight"),
+        pytest.param("fr;q=0.5, de;q=1.0", "de, fr;q=0.5", id="§12.4.2 q=1.0 is no weight"),
+        pytest.param("en;q=1.000, de;Q=0.50", "en, de;q=0.5", id="§12.4.2 weight in shortest form"),
+        pytest.param("en ; q=0.5", "en;q=0.5", id="§12.4.2 OWS around the semicolon"),
+        pytest.param("*;q=0, en", "en, *;q=0", id="star and q=0 kept"),
+        pytest.param("en;q=0., de;q=0.000", "de;q=0, en;q=0", id="§12.4.2 zero weights"),
+        pytest.param("en,, ,de", "de, en", id="§5.6.1 empty members skipped"),
+        pytest.param("", "", id="empty"),
+        pytest.param("zh-Hant-TW", "zh-hant-tw", id="RFC 4647 subtags"),
+        # anything not understood: whitespace-normalised only, never reordered or lower-cased
+        pytest.param("EN;level=1, de", "EN;level=1, de", id="other parameter"),
+        pytest.param("En;q=1.5,de", "En;q=1.5, de", id="§12.4.2 invalid qvalue"),
+        pytest.param("En;q=0.1234", "En;q=0.1234", id="§12.4.2 four decimals"),
+        pytest.param("en;q= 0.5", "en;q= 0.5", id="§12.4.2 no OWS after q="),
+        pytest.param("Abcdefghi, en", "Abcdefghi, en", id="RFC 4647 subtag longer than 8"),
+        pytest.param("en_US, de", "en_US, de", id="RFC 4647 underscore"),
+        pytest.param(",".join(["De"] * 40), ", ".join(["De"] * 40), id="more than 32 members"),
+    ],
+)
+def test_normalise_accept_language(value: str, expected: str) -> None:
+    assert normalise_accept_language(value) == expected
+
+
+def test_variant_key_normalises_accept_language() -> None:
+    """RFC 9111 §4.1: Accept-Language values differing only in order, case, whitespace or field lines
+    select the same variant; different preferences do not."""
+    vary = ("accept-language",)
+    one = variant_key("K", vary, hdrs(("accept-language", "en, de")))
+    assert one == "K\nv:accept-language=de, en"
+    assert one == variant_key("K", vary, hdrs(("Accept-Language", "De ,eN")))
+    assert one == variant_key("K", vary, hdrs(("accept-language", "de"), ("accept-language", "en;q=1")))
+    assert one != variant_key("K", vary, hdrs(("accept-language", "en, de;q=0.9")))
+    assert variant_key("K", ("accept",), hdrs(("accept", "B, a"))) == "K\nv:accept=B, a"
 
 
 def test_variant_lines_cannot_be_confused_with_listed_headers() -> None:

@@ -166,3 +166,31 @@ def test_not_modified_headers() -> None:
         "Cache-Control",
         "Expires",
     }
+
+
+@pytest.mark.parametrize(
+    ("headers", "last_modified", "date", "expected"),
+    [
+        pytest.param({"If-Modified-Since": LM_TEXT}, None, LM, 304, id="§4.3.2 no LM: Date equal to IMS"),
+        pytest.param({"If-Modified-Since": AFTER}, None, LM, 304, id="§4.3.2 no LM: Date before IMS"),
+        pytest.param({"If-Modified-Since": BEFORE}, None, LM, None, id="§4.3.2 no LM: Date after IMS"),
+        pytest.param({"If-Modified-Since": AFTER}, None, None, None, id="no LM and no Date: ignored"),
+        pytest.param(
+            {"If-Modified-Since": LM_TEXT}, LM + 10, LM, None, id="§4.3.2 Last-Modified wins over Date"
+        ),
+        pytest.param({"If-Unmodified-Since": BEFORE}, None, LM, None, id="§13.1.4 Date never used for IUS"),
+        pytest.param(
+            {"If-None-Match": '"other"', "If-Modified-Since": AFTER},
+            None,
+            LM,
+            None,
+            id="§13.2.2 If-None-Match present: IMS not evaluated",
+        ),
+    ],
+)
+def test_if_modified_since_without_last_modified_uses_date(
+    headers: dict[str, str], last_modified: float | None, date: float | None, expected: int | None
+) -> None:
+    """RFC 9111 §4.3.2: a stored response without Last-Modified answers If-Modified-Since with its Date."""
+    result = evaluate_preconditions("GET", CIMultiDict(headers), ETAG, last_modified, date=date)
+    assert result == expected

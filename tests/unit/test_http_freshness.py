@@ -191,6 +191,22 @@ RFC_CASES: list[Any] = [
         {"cc": "no-cache, max-age=60"}, _refused(R.NO_CACHE), id="§5.2.2.4 no-cache without validator"
     ),
     pytest.param(
+        {"cc": "no-cache", "has_etag": True},
+        _stored(0, no_cache=True, stale_while_revalidate=0.0, stale_if_error=0.0),
+        id="§5.2.2.4 no-cache with ETag and no lifetime stored, revalidated on every reuse",
+    ),
+    pytest.param(
+        {"cc": "no-cache, public", "status": 500, "has_etag": True},
+        _stored(0, no_cache=True),
+        id="§5.2.2.4 no-cache public any status with ETag stored",
+    ),
+    pytest.param({"cc": "no-cache"}, _refused(R.NO_CACHE), id="§5.2.2.4 no-cache, no lifetime, no validator"),
+    pytest.param(
+        {"cc": "no-cache", "status": 302, "has_etag": True},
+        _refused(R.STATUS),
+        id="§3 no-cache does not make a 302 storable without explicit freshness",
+    ),
+    pytest.param(
         {"cc": 'no-cache="Set-Cookie", max-age=60'},
         _stored(60, no_cache=False),
         id="§5.2.2.4 qualified no-cache stored normally",
