@@ -33,8 +33,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from proxy.edge.client_address import parse_ip
 from proxy.edge.paths import needs_normalising, normalise_path
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 from proxy.settings import EdgeConfig, SignedConfig
 
 __all__ = [
@@ -365,11 +365,11 @@ class SignedGuard:
         self.refused: dict[str, int] = {}
         self.accepted = 0
 
-    def _refuse(self, ctx: RequestContext, reason: str) -> Verdict:
+    def _refuse(self, ctx: GuardInput, reason: BlockReason) -> Verdict:
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return refuse(ctx, 403, reason)
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """None for unsigned behaviours and valid signatures; a 403 Verdict otherwise."""
         behaviour = ctx.behaviour
         if behaviour is None:
@@ -378,7 +378,7 @@ class SignedGuard:
         if policy is None:
             return None
         if not policy.keys:
-            return self._refuse(ctx, "signing-key-missing")
+            return self._refuse(ctx, BlockReason.SIGNING_KEY_MISSING)
         request = ctx.request
         result, rest = verify_url(policy.keys, request.path, request.query, request.client_ip, ctx.now)
         if result is Check.MISSING and policy.cookies:
@@ -388,7 +388,7 @@ class SignedGuard:
                 if result is Check.VALID:
                     break
         if result is not Check.VALID:
-            return self._refuse(ctx, result.value)
+            return self._refuse(ctx, BlockReason(result.value))  # every Check but VALID is a BlockReason
         request.query = rest
         self.accepted += 1
         return None

@@ -14,8 +14,8 @@ from http import HTTPStatus
 
 from multidict import CIMultiDict
 
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 
 __all__ = ["REQUEST_ID_HEADER", "new_request_id", "refuse"]
 
@@ -36,7 +36,9 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def refuse(ctx: RequestContext, status: int, reason: str, headers: CIMultiDict[str] | None = None) -> Verdict:
+def refuse(
+    ctx: GuardInput, status: int, reason: BlockReason, headers: CIMultiDict[str] | None = None
+) -> Verdict:
     """A Verdict answering ``status`` with a request id in the body and in ``X-Request-Id``.
 
     ``reason`` is a short token (``firewall-deny``, ``rate-limited`` …). Extra ``headers`` (such as

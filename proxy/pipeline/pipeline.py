@@ -57,7 +57,7 @@ from proxy.http.freshness import (
 )
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.http.invalidation import invalidation_targets
-from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.http.reasons import BlockReason, CacheResult, FwdReason, NotStoredReason, SynthReason
 from proxy.http.storing import (
     EDGE_RECOMPUTED,
     SET_COOKIE_FIELDS,
@@ -67,6 +67,7 @@ from proxy.http.storing import (
 )
 from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
+from proxy.messages import EdgeRequest, EdgeResponse, Guard
 from proxy.observability.access_log import AccessLog
 from proxy.observability.stats import PipelineStats
 from proxy.origin.base import (
@@ -81,8 +82,6 @@ from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
 from proxy.pipeline.fill import Fill
-from proxy.pipeline.guards import Guard
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
 from proxy.pipeline.variants import VARY_MARKER_STATUS, lookup_variant, vary_marker
 
@@ -260,7 +259,7 @@ class Pipeline:
             except FunctionError:
                 return await self._function_failed(ctx)
             if isinstance(step, FunctionResponse):
-                ctx.blocked = "edge-function"
+                ctx.blocked = BlockReason.EDGE_FUNCTION
                 return self.deliver.generated(ctx, edge_response(step, method=request.method))
             ctx.request = request = step
         method = request.method
@@ -309,7 +308,7 @@ class Pipeline:
         ctx.result = CacheResult.BYPASS
         ctx.fwd = FwdReason.BYPASS
         if not behaviour.config.websocket:
-            ctx.blocked = "websocket-disabled"
+            ctx.blocked = BlockReason.WEBSOCKET_DISABLED
             return self.deliver.synthetic(
                 ctx, 400, "Bad Request: WebSocket is not enabled for this path (behaviour websocket: false)\n"
             )

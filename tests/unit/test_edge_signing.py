@@ -22,8 +22,8 @@ from proxy.edge.signing import (
     verify_cookie,
     verify_url,
 )
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 from proxy.pipeline.runtime import build_runtime
 from proxy.settings import parse_config
 

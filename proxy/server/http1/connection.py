@@ -26,10 +26,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.edge.hardening import Answer, Target
 from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
+from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.server.http1.body import BODY_MALFORMED, RequestBody, ViewerBodyError
 from proxy.server.http1.parse import RequestHead, RequestReader
 from proxy.server.http1.wire import (
@@ -57,6 +57,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 # How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
 SHUTDOWN_IDLE_GRACE = 1.0
+
 
 class _Pending:
     """A request read and not yet answered: its head, body and screening result, or a parse error."""

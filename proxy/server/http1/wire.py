@@ -10,7 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from proxy.http.dates import format_http_date
-from proxy.pipeline.messages import Headers
+from proxy.messages import Headers
 
 __all__ = [
     "CONTINUE",
