@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from http import HTTPStatus
 
 from multidict import CIMultiDict
 
 from proxy.http.reasons import BlockReason
+from proxy.http.status import reason_phrase
 from proxy.messages import GuardInput, Verdict
 
 __all__ = ["REQUEST_ID_HEADER", "new_request_id", "refuse"]
@@ -27,13 +27,6 @@ log = logging.getLogger("edgeproxy.edge")
 def new_request_id() -> str:
     """A random id (16 hex digits) for one refused request."""
     return secrets.token_hex(8)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def refuse(
@@ -57,5 +50,5 @@ def refuse(
         reason,
         request_id,
     )
-    body = f"{status} {_phrase(status)}\nrequest id: {request_id}\n"
+    body = f"{status} {reason_phrase(status)}\nrequest id: {request_id}\n"
     return Verdict(status=status, reason=reason, body=body, headers=out)

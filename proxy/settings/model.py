@@ -375,6 +375,15 @@ class ListenAddress(BaseModel):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def parse_listen(value: str | int) -> ListenAddress:
+    """Parse one listen address given outside the config file (``edgeproxy serve --listen HOST:PORT``).
+
+    Same forms as ``server.listen``; raises ``ValueError`` with a message for the user.
+    """
+    host, port = split_listen(value)
+    return ListenAddress(host=host, port=port)
+
+
 def _listen_list(value: object) -> object:
     """Accept one address or a list of them."""
     if isinstance(value, list | tuple):

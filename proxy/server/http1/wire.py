@@ -7,9 +7,8 @@ version, whatever the viewer's); ``Date`` is formatted once per second (RFC 9110
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from proxy.http.dates import format_http_date
+from proxy.http.status import REASON_PHRASES, reason_phrase
 from proxy.messages import Headers
 
 __all__ = [
@@ -41,16 +40,8 @@ FRAMING_FIELDS: frozenset[str] = frozenset(
 )
 
 
-def reason_phrase(status: int) -> str:
-    """The reason phrase of ``status`` (``Unknown`` for codes without one)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
 _STATUS_LINES: dict[int, bytes] = {
-    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode("ascii") for status in HTTPStatus
+    status: f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii") for status, phrase in REASON_PHRASES.items()
 }
 
 
