@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from proxy.edge.client_address import parse_ip
 from proxy.edge.paths import needs_normalising, normalise_path
 from proxy.edge.verdicts import refuse
+from proxy.http.cookies import cookie_values
 from proxy.http.reasons import BlockReason
 from proxy.messages import GuardInput, Verdict
 from proxy.settings import EdgeConfig, SignedConfig
@@ -44,7 +45,6 @@ __all__ = [
     "SignedGuard",
     "SignedQuery",
     "SigningPolicy",
-    "cookie_values",
     "policies_by_behaviour",
     "sign_cookie",
     "sign_url",
@@ -244,25 +244,6 @@ def verify_url(keys: Sequence[bytes], path: str, query: str, client_ip: str, now
 
 
 # ----------------------------------------------------------------------------------------------- cookies
-
-
-def cookie_values(header_values: Iterable[str], name: str) -> list[str]:
-    """Every value of cookie ``name`` in these ``Cookie`` field values (RFC 6265 §5.4 syntax, leniently:
-    pairs split on ``;``, whitespace around names and values dropped, one pair of double quotes removed).
-    Pure, never raises."""
-    found: list[str] = []
-    for header in header_values:
-        if name not in header:
-            continue
-        for pair in header.split(";"):
-            key, sep, value = pair.partition("=")
-            if not sep or key.strip() != name:
-                continue
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            found.append(value)
-    return found
 
 
 def sign_cookie(key: str, prefix: str, expires: int, network: str | None = None) -> str:

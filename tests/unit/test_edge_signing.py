@@ -14,7 +14,6 @@ from proxy.edge.signing import (
     Check,
     SignedGuard,
     SigningPolicy,
-    cookie_values,
     policies_by_behaviour,
     sign_cookie,
     sign_url,
@@ -22,6 +21,7 @@ from proxy.edge.signing import (
     verify_cookie,
     verify_url,
 )
+from proxy.http.cookies import cookie_values
 from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.runtime import build_runtime
