@@ -21,10 +21,10 @@ import time
 from collections import deque
 from typing import Protocol, cast
 
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.edge.hardening import Answer, RequestPolicy, Target
-from proxy.http.headers import HOP_BY_HOP, parse_list_header
+from proxy.http.headers import parse_list_header, strip_hop_by_hop
 from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
@@ -515,11 +515,11 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._lost or self._closing or self._response_started:
             return
-        tokens = {token.lower() for token in parse_list_header(headers.getall("Connection", ()))}
+        relayed = CIMultiDict(headers)
+        strip_hop_by_hop(relayed)
         lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"]
-        for name, value in headers.items():
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP or lowered in tokens or "\n" in value or "\r" in value:
+        for name, value in relayed.items():
+            if "\n" in value or "\r" in value:
                 continue
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
