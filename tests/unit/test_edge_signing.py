@@ -215,3 +215,9 @@ def test_short_key_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="edgeproxy.edge"):
         _guard_and_ctx('"short"', "/private/a")
     assert any("shorter than" in r.getMessage() for r in caplog.records)
+
+
+def test_every_failed_check_is_a_block_reason() -> None:
+    from proxy.http.reasons import BlockReason
+
+    assert {BlockReason(c.value) for c in Check if c is not Check.VALID} <= set(BlockReason)
