@@ -12,20 +12,21 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from proxy.admin.api import make_admin_app
 from proxy.admin.ops import EdgeAdmin
-from proxy.cache.bans import BanList
+from proxy.cache.bans import Ban, BanList
 from proxy.cache.coordination import Coordinator
-from proxy.cache.memory import MemoryStore
+from proxy.cache.memory import MemoryStats, MemoryStore
 from proxy.cache.shared import make_shared_store
-from proxy.edge import build_guards
+from proxy.edge import build_guards, guard_stats
 from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
 from proxy.observability.access_log import AccessLog
+from proxy.origin.health import OriginHealth
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.http1 import H1Server, make_server
@@ -38,7 +39,8 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight requests get to finish after SIGTERM
 
 
 class Edge:
-    """One edge server process: its memory tier, pipeline and listeners."""
+    """One edge server process: its memory tier, pipeline and listeners. Implements the admin API's
+    ``AdminSurface`` (``proxy.admin.ops``)."""
 
     def __init__(
         self, config: EdgeConfig, *, shutdown_grace: float = SHUTDOWN_GRACE, reuse_port: bool = False
@@ -141,6 +143,45 @@ class Edge:
         await site.start()
         self._admin_runner = runner
         self.admin_addresses = [(a[0], a[1]) for a in runner.addresses]
+
+    # ---------------------------------------------------------------- AdminSurface
+    @property
+    def node_name(self) -> str:
+        return self.config.server.name
+
+    @property
+    def behaviour_count(self) -> int:
+        return len(self.config.behaviours)
+
+    def add_ban(self, ban: Ban) -> None:
+        self.pipeline.bans.add(ban)
+
+    def find_ban(self, ban_id: str) -> Ban | None:
+        return self.pipeline.bans.get(ban_id)
+
+    def ban_count(self) -> int:
+        return len(self.pipeline.bans)
+
+    def pipeline_stats(self) -> dict[str, Any]:
+        return self.pipeline.stats.snapshot()
+
+    def memory_stats(self) -> MemoryStats:
+        return self.memory.stats()
+
+    def collapsed_requests(self) -> int:
+        return self.pipeline.collapser.collapsed
+
+    def guard_stats(self) -> dict[str, Any]:
+        return guard_stats(self.pipeline.guards)
+
+    def origin_health(self) -> Mapping[str, OriginHealth]:
+        return self.runtime.health
+
+    def shared_stats(self) -> dict[str, int] | None:
+        return self.shared.stats() if self.shared is not None else None
+
+    def shared_available(self) -> bool | None:
+        return self.shared.available if self.shared is not None else None
 
     async def reload(self) -> None:
         """Re-read the config file and switch this process to it (single-process mode; with workers the

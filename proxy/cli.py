@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from proxy.edge import sign_command
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
+from proxy.settings.model import parse_listen
 from proxy.settings.report import behaviour_table, forwarding_lines, inactive_keys
-from proxy.settings.units import parse_listen
 
 DEFAULT_CONFIG = "config/edge.yaml"
 

@@ -1,6 +1,8 @@
-"""The admin API's view of a running edge: ``EdgeAdmin`` implements ``AdminOps`` over ``proxy.app.Edge``.
+"""The admin API's view of a running edge: ``EdgeAdmin`` implements ``AdminOps`` over an ``AdminSurface``.
 
-Created by ``Edge.start`` when ``admin:`` is configured. Invalidations and purges become bans
+``AdminSurface`` is the narrow view of one worker the admin needs (bans, counters, health, reload);
+``proxy.app.Edge`` implements it, so the admin never reaches into the pipeline or imports the app.
+Created by ``Edge.__init__``. Invalidations and purges become bans
 (``proxy.cache.bans``): applied locally at once, then, with a shared tier, published to every worker and
 node, and the call returns "Completed" only once every live worker acknowledged the ban.
 """
@@ -12,25 +14,82 @@ import signal
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from proxy.admin.api import AdminError, Invalidation
 from proxy.admin.metrics import Family, render
 from proxy.cache.bans import Ban
-from proxy.edge import guard_stats
+from proxy.cache.coordination import Coordinator
+from proxy.cache.memory import MemoryStats
+from proxy.origin.health import OriginHealth
 from proxy.settings import ConfigError
-
-if TYPE_CHECKING:
-    from proxy.app import Edge
 
 ACK_TIMEOUT = 5.0  # how long an invalidation waits for every worker to confirm it
 _KEPT_INVALIDATIONS = 1000
 
 
+class AdminSurface(Protocol):
+    """What the admin API reads and does on one worker (``proxy.app.Edge`` implements it)."""
+
+    @property
+    def node_name(self) -> str:
+        """``server.name``: the node's id in the cluster registry."""
+        ...
+
+    @property
+    def supervised(self) -> bool:
+        """True in a worker of the supervisor (``server.workers`` > 1)."""
+        ...
+
+    @property
+    def coordinator(self) -> Coordinator | None:
+        """The cluster coordinator (Redis shared tier), or None."""
+        ...
+
+    @property
+    def behaviour_count(self) -> int:
+        """How many behaviours the current config has."""
+        ...
+
+    def add_ban(self, ban: Ban) -> None:
+        """Put ``ban`` in force on this worker."""
+
+    def find_ban(self, ban_id: str) -> Ban | None:
+        """The ban with this id in the (cluster's) ban list, or None."""
+
+    def ban_count(self) -> int:
+        """How many bans are in force."""
+
+    def pipeline_stats(self) -> dict[str, Any]:
+        """The pipeline's counters (``PipelineStats.snapshot``)."""
+
+    def memory_stats(self) -> MemoryStats:
+        """The memory tier's counters."""
+
+    def collapsed_requests(self) -> int:
+        """Requests served from another request's fetch."""
+
+    def guard_stats(self) -> dict[str, Any]:
+        """The guards' counters (``proxy.edge.guard_stats``)."""
+
+    def origin_health(self) -> Mapping[str, OriginHealth]:
+        """Each origin's health, by name."""
+
+    def shared_stats(self) -> dict[str, int] | None:
+        """The shared tier's counters, or None without one."""
+
+    def shared_available(self) -> bool | None:
+        """Whether the shared tier answers, or None without one."""
+
+    async def reload(self) -> None:
+        """Re-read the config file and switch to it; raises ``ConfigError`` when it has errors."""
+
+
 class EdgeAdmin:
     """``AdminOps`` for one worker process of an edge."""
 
-    def __init__(self, edge: Edge) -> None:
+    def __init__(self, edge: AdminSurface) -> None:
         self.edge = edge
         self._invalidations: OrderedDict[str, Invalidation] = OrderedDict()
 
@@ -43,7 +102,7 @@ class EdgeAdmin:
             raise AdminError(
                 "invalidations with server.workers > 1 need cache.shared (Redis) to reach every worker", 503
             )
-        self.edge.pipeline.bans.add(ban)
+        self.edge.add_ban(ban)
         if coordinator is None:
             return "Completed"
         try:
@@ -65,7 +124,7 @@ class EdgeAdmin:
         found = self._invalidations.get(invalidation_id)
         if found is not None:
             return found
-        ban = self.edge.pipeline.bans.get(invalidation_id)
+        ban = self.edge.find_ban(invalidation_id)
         if ban is None or not ban.paths:
             return None
         return Invalidation(ban.id, "InProgress", ban.created, ban.paths)
@@ -101,9 +160,9 @@ class EdgeAdmin:
     def local_snapshot(self) -> dict[str, Any]:
         """This worker's counters (shared with the other workers through the cluster registry)."""
         edge = self.edge
-        memory = edge.memory.stats()
+        memory = edge.memory_stats()
         return {
-            "pipeline": edge.pipeline.stats.snapshot(),
+            "pipeline": edge.pipeline_stats(),
             "memory": {
                 "entries": memory.entries,
                 "bytes": memory.bytes,
@@ -111,7 +170,7 @@ class EdgeAdmin:
                 "misses": memory.misses,
                 "evictions": memory.evictions,
             },
-            "collapsed": edge.pipeline.collapser.collapsed,
+            "collapsed": edge.collapsed_requests(),
         }
 
     async def _snapshots(self) -> list[dict[str, Any]]:
@@ -121,7 +180,7 @@ class EdgeAdmin:
                 rows = await coordinator.worker_stats()
             except Exception:
                 rows = []
-            node = self.edge.config.server.name + ":"
+            node = self.edge.node_name + ":"
             mine = [r["stats"] for r in rows if str(r.get("worker", "")).startswith(node) and "stats" in r]
             if mine:
                 return mine
@@ -137,16 +196,16 @@ class EdgeAdmin:
         looked = hits + requests.get("miss", 0)
         edge = self.edge
         return {
-            "node": edge.config.server.name,
+            "node": edge.node_name,
             "workers": len(snapshots),
             "entries": sum(s["memory"]["entries"] for s in snapshots),
             "bytes": sum(s["memory"]["bytes"] for s in snapshots),
             "hit_ratio": round(hits / looked, 4) if looked else None,
             "requests": requests,
-            "origins": {name: h.snapshot() for name, h in edge.runtime.health.items()},
-            "shared": edge.shared.stats() if edge.shared is not None else None,
-            "bans": len(edge.pipeline.bans),
-            "guards": guard_stats(edge.pipeline.guards),
+            "origins": {name: h.snapshot() for name, h in edge.origin_health().items()},
+            "shared": edge.shared_stats(),
+            "bans": edge.ban_count(),
+            "guards": edge.guard_stats(),
         }
 
     async def metrics(self) -> str:
@@ -183,15 +242,15 @@ class EdgeAdmin:
         size = Family("edgeproxy_cache_bytes", "gauge", "Bytes in the memory tiers.")
         size.set(total(("memory", "bytes")))
         up = Family("edgeproxy_origin_up", "gauge", "1 when this worker considers the origin healthy.")
-        for name, health in self.edge.runtime.health.items():
+        for name, health in self.edge.origin_health().items():
             up.set(1.0 if health.state.value == "up" else 0.0, {"origin": name})
         return render([requests, sent, latency, errors, failovers, collapsed, evictions, entries, size, up])
 
     async def healthz(self) -> tuple[bool, dict[str, Any]]:
-        states = {name: h.state.value for name, h in self.edge.runtime.health.items()}
+        states = {name: h.state.value for name, h in self.edge.origin_health().items()}
         return True, {
             "origins": states,
-            "shared": None if self.edge.shared is None else self.edge.shared.available,
+            "shared": self.edge.shared_available(),
         }
 
     async def reload(self) -> dict[str, Any]:
@@ -202,4 +261,4 @@ class EdgeAdmin:
             await self.edge.reload()
         except ConfigError as exc:
             raise AdminError(f"reload refused: {exc}", 400) from exc
-        return {"status": "reloaded", "behaviours": len(self.edge.config.behaviours)}
+        return {"status": "reloaded", "behaviours": self.edge.behaviour_count}

@@ -23,13 +23,14 @@ from urllib.parse import quote, unquote_plus
 
 from multidict import MultiMapping
 
+from proxy.http.cookies import cookie_pairs
+
 __all__ = [
     "KeyBuilder",
     "KeyPolicy",
     "QueryExcept",
     "normalise_accept_language",
     "normalise_host",
-    "parse_cookie_header",
     "query_param_name",
     "variant_key",
 ]
@@ -109,27 +110,6 @@ def _normalise_host(host: str, scheme: str) -> str:
 # Sort key of one parameter: ("name", "=", "value"), or ("name", "", "") for a bare name. Tuples order by
 # name, then a bare name before "name=", then by value. A C-level callable: no Python frame per parameter.
 _param_sort_key = methodcaller("partition", "=")
-
-
-def parse_cookie_header(value: str) -> list[tuple[str, str]]:
-    """Split one ``Cookie`` header value into ``(name, value)`` pairs, in order; never raises.
-
-    Called by ``KeyBuilder.key`` for behaviours whose key lists cookies. Pairs are split on ``;`` and
-    whitespace around names and values is dropped (RFC 6265 §4.2.1, §5.4). Garbage is tolerated: empty
-    pieces are skipped, a piece without ``=`` is a value with an empty name (RFC 6265bis), values keep any
-    quotes, duplicates are all returned.
-    """
-    pairs: list[tuple[str, str]] = []
-    for piece in value.split(";"):
-        name, eq, val = piece.partition("=")
-        name = name.strip(_OWS)
-        if eq:
-            val = val.strip(_OWS)
-            if name or val:
-                pairs.append((name, val))
-        elif name:
-            pairs.append(("", name))
-    return pairs
 
 
 def query_param_name(param: str) -> str:
@@ -261,7 +241,7 @@ class KeyBuilder:
             found: dict[str, list[str]] = {}
             wanted = self._cookie_names
             for header in getall("cookie", ()):
-                for name, value in parse_cookie_header(header):
+                for name, value in cookie_pairs(header):
                     if name in wanted:
                         found.setdefault(name, []).append(value)
             for name, absent, present in self._cookie_specs:

@@ -1,6 +1,6 @@
 """The edge's protective features: client address, firewall, rate limits, geo restriction, signed URLs.
 
-``build_guards(config)`` returns the RECV guards (see ``proxy.pipeline.guards``) for a config; called once
+``build_guards(config)`` returns the RECV guards (see ``proxy.messages``) for a config; called once
 per runtime by ``proxy.app.Edge`` (at start-up and on reload). Only what the config asks for is built: an
 edge without ``trusted_proxies``, ``firewall``, ``geoip`` or signed behaviours gets an empty list and pays
 nothing per request. ``guard_stats(guards)`` adds up their counters for ``/stats`` and ``/metrics``.
@@ -18,7 +18,7 @@ from proxy.edge.firewall import NetworkGuard, RuleGuard, rules_by_behaviour
 from proxy.edge.ratelimit import RateLimitGuard
 from proxy.edge.scope import AmbiguousPathGuard
 from proxy.edge.signing import SignedGuard, policies_by_behaviour
-from proxy.pipeline.guards import Guard
+from proxy.messages import Guard
 from proxy.settings import ConfigError, ConfigProblem, EdgeConfig
 
 __all__ = ["GuardSetupError", "build_guards", "guard_stats"]

@@ -20,8 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.messages import GuardInput, Verdict
 
 __all__ = [
     "FORWARDING_HEADERS",
@@ -206,7 +205,7 @@ class ClientAddressGuard:
         self.trusted = trusted
         self.rewritten = 0
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """Adjust the client address; always None."""
         request = ctx.request
         peer = parse_ip(request.client_ip)

@@ -29,9 +29,8 @@ from urllib.parse import unquote_plus
 from proxy.edge.client_address import NetworkSet, parse_ip
 from proxy.edge.paths import needs_normalising, normalise_path
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
-from proxy.pipeline.messages import Headers
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Headers, Verdict
 from proxy.settings import EdgeConfig, FirewallRule
 
 __all__ = [
@@ -196,7 +195,7 @@ class RuleGuard:
     def _count(self, name: str) -> None:
         self.matches[name] = self.matches.get(name, 0) + 1
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """403 when a ``block`` rule matches first; None otherwise (``count`` matches are counted)."""
         behaviour = ctx.behaviour
         rules = self._everywhere
@@ -212,7 +211,7 @@ class RuleGuard:
             self._count(decision.rule)
         if decision.action == "block":
             self.blocked += 1
-            return refuse(ctx, 403, "firewall-rule")
+            return refuse(ctx, 403, BlockReason.FIREWALL_RULE)
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -231,15 +230,15 @@ class NetworkGuard:
         self.denied = 0
         self.not_allowed = 0
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """403 for a denied or not-allowed client; None otherwise."""
         address = parse_ip(ctx.request.client_ip)
         if self.deny and address in self.deny:
             self.denied += 1
-            return refuse(ctx, 403, "firewall-deny")
+            return refuse(ctx, 403, BlockReason.FIREWALL_DENY)
         if self.allow and address not in self.allow:
             self.not_allowed += 1
-            return refuse(ctx, 403, "firewall-not-allowed")
+            return refuse(ctx, 403, BlockReason.FIREWALL_NOT_ALLOWED)
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:

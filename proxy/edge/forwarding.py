@@ -24,7 +24,8 @@ from typing import Literal, Protocol
 
 from multidict import CIMultiDict
 
-from proxy.cache.keys import QueryExcept, parse_cookie_header, query_param_name
+from proxy.cache.keys import QueryExcept, query_param_name
+from proxy.http.cookies import raw_cookie_pairs
 
 __all__ = ["ALL", "EDGE_MANAGED", "NONE", "Forwarding", "NameSet", "resolve_forwarding"]
 
@@ -157,12 +158,13 @@ class Forwarding:
 
     def filter_cookies(self, values: Iterable[str]) -> str:
         """The ``Cookie`` value made of the allowed pairs of ``values``, in order (RFC 6265 §4.2.1); empty
-        when none is allowed. Pairs are read by the cache key's parser (``parse_cookie_header``)."""
+        when none is allowed. Pairs are read by the one Cookie parser (``proxy.http.cookies``) and
+        forwarded as the viewer wrote them."""
         cookies = self.cookies
         pairs = [
             f"{name}={value}"
             for v in values
-            for name, value in parse_cookie_header(v)
+            for name, value in raw_cookie_pairs(v)
             if name and name in cookies
         ]
         return "; ".join(pairs)

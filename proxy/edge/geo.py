@@ -17,8 +17,8 @@ from multidict import CIMultiDict
 
 from proxy.edge.client_address import parse_ip
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 
 if TYPE_CHECKING:
     import maxminddb
@@ -92,7 +92,7 @@ class GeoGuard:
         self.blocked = 0
         self.unknown = 0
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """Tag the request with its country; 403 when the country is not allowed."""
         request = ctx.request
         country = self.database.lookup(request.client_ip)
@@ -104,7 +104,7 @@ class GeoGuard:
         request.headers = headers
         if (self.allow and code not in self.allow) or code in self.deny:
             self.blocked += 1
-            return refuse(ctx, 403, "geo-blocked")
+            return refuse(ctx, 403, BlockReason.GEO_BLOCKED)
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:

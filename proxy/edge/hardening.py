@@ -27,7 +27,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from proxy.pipeline.messages import Headers
+from proxy.http.reasons import BlockReason
+from proxy.messages import Headers
 from proxy.settings import DEFAULT_METHODS, ServerConfig
 
 __all__ = ["Answer", "HostMatcher", "RequestPolicy", "Target", "split_host"]
@@ -52,7 +53,7 @@ class Answer:
     ``Cache-Status`` and the access log, extra ``headers``, and whether to close the connection after."""
 
     status: int
-    reason: str
+    reason: BlockReason
     close: bool = True
     headers: tuple[tuple[str, str], ...] = ()
 
@@ -98,17 +99,17 @@ class HostMatcher:
         )
 
 
-_VERSION = Answer(505, "http-version")
-_CONNECT = Answer(405, "connect-refused", headers=(("Allow", _ALLOW),))
-_OPTIONS_ANY = Answer(200, "options-asterisk", close=False, headers=(("Allow", _ALLOW),))
-_BAD_TARGET = Answer(400, "bad-target")
-_FOREIGN = Answer(400, "foreign-host")
-_TOO_LARGE_HEAD = Answer(431, "header-too-large")
-_SMUGGLING = Answer(400, "ambiguous-framing")
-_CODING = Answer(501, "unsupported-transfer-coding")
-_BAD_HOST = Answer(400, "bad-host")
-_MISDIRECTED = Answer(421, "misdirected", close=False)
-_BODY_TOO_LARGE = Answer(413, "body-too-large")
+_VERSION = Answer(505, BlockReason.HTTP_VERSION)
+_CONNECT = Answer(405, BlockReason.CONNECT_REFUSED, headers=(("Allow", _ALLOW),))
+_OPTIONS_ANY = Answer(200, BlockReason.OPTIONS_ASTERISK, close=False, headers=(("Allow", _ALLOW),))
+_BAD_TARGET = Answer(400, BlockReason.BAD_TARGET)
+_FOREIGN = Answer(400, BlockReason.FOREIGN_HOST)
+_TOO_LARGE_HEAD = Answer(431, BlockReason.HEADER_TOO_LARGE)
+_SMUGGLING = Answer(400, BlockReason.AMBIGUOUS_FRAMING)
+_CODING = Answer(501, BlockReason.UNSUPPORTED_TRANSFER_CODING)
+_BAD_HOST = Answer(400, BlockReason.BAD_HOST)
+_MISDIRECTED = Answer(421, BlockReason.MISDIRECTED, close=False)
+_BODY_TOO_LARGE = Answer(413, BlockReason.BODY_TOO_LARGE)
 
 
 @dataclass(frozen=True, slots=True)

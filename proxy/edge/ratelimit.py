@@ -25,8 +25,8 @@ from multidict import CIMultiDict
 
 from proxy.edge.client_address import parse_ip
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 from proxy.settings import RateLimitConfig
 
 __all__ = ["DEFAULT_MAX_CLIENTS", "BucketTable", "RateLimitGuard", "TokenBucket", "client_key"]
@@ -151,7 +151,7 @@ class RateLimitGuard:
         self.granted: dict[str, int] = {}  # tokens granted per client since the last sync
         self.debts: dict[str, float] = {}  # tokens other workers granted, not yet charged here
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """Take a token for the request's client; 429 when there is none."""
         request = ctx.request
         value = request.headers.get(self._header) if self._header is not None else None
@@ -170,7 +170,7 @@ class RateLimitGuard:
             return None
         self.limited += 1
         retry_after = max(1, math.ceil(wait))
-        return refuse(ctx, 429, "rate-limited", CIMultiDict({"Retry-After": str(retry_after)}))
+        return refuse(ctx, 429, BlockReason.RATE_LIMITED, CIMultiDict({"Retry-After": str(retry_after)}))
 
     def owe(self, key: str, tokens: float) -> None:
         """Record ``tokens`` that other workers granted ``key``, charged on its next request here; called by

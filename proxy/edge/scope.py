@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from proxy.edge.paths import needs_normalising, normalise_path
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 from proxy.routing import Router
 from proxy.settings import BehaviourConfig
 
@@ -29,7 +29,7 @@ class AmbiguousPathGuard:
         self._protected = frozenset(protected)
         self.refused = 0
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """400 when the raw and decoded paths route to different behaviours and one is protected."""
         path = ctx.request.path
         if not needs_normalising(path):
@@ -39,7 +39,7 @@ class AmbiguousPathGuard:
         if raw == decoded or (raw not in self._protected and decoded not in self._protected):
             return None
         self.refused += 1
-        return refuse(ctx, 400, "ambiguous-path")
+        return refuse(ctx, 400, BlockReason.AMBIGUOUS_PATH)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters: requests refused because their path was ambiguous."""

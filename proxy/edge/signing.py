@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -33,8 +33,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from proxy.edge.client_address import parse_ip
 from proxy.edge.paths import needs_normalising, normalise_path
 from proxy.edge.verdicts import refuse
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.cookies import cookie_values
+from proxy.http.reasons import BlockReason
+from proxy.messages import GuardInput, Verdict
 from proxy.settings import EdgeConfig, SignedConfig
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "SignedGuard",
     "SignedQuery",
     "SigningPolicy",
-    "cookie_values",
     "policies_by_behaviour",
     "sign_cookie",
     "sign_url",
@@ -246,25 +246,6 @@ def verify_url(keys: Sequence[bytes], path: str, query: str, client_ip: str, now
 # ----------------------------------------------------------------------------------------------- cookies
 
 
-def cookie_values(header_values: Iterable[str], name: str) -> list[str]:
-    """Every value of cookie ``name`` in these ``Cookie`` field values (RFC 6265 §5.4 syntax, leniently:
-    pairs split on ``;``, whitespace around names and values dropped, one pair of double quotes removed).
-    Pure, never raises."""
-    found: list[str] = []
-    for header in header_values:
-        if name not in header:
-            continue
-        for pair in header.split(";"):
-            key, sep, value = pair.partition("=")
-            if not sep or key.strip() != name:
-                continue
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            found.append(value)
-    return found
-
-
 def sign_cookie(key: str, prefix: str, expires: int, network: str | None = None) -> str:
     """The value of an ``Edge-Signed`` cookie granting every path under ``prefix`` until ``expires``.
     Raises ValueError for an empty key, a prefix not starting with ``/`` or an invalid network."""
@@ -365,11 +346,11 @@ class SignedGuard:
         self.refused: dict[str, int] = {}
         self.accepted = 0
 
-    def _refuse(self, ctx: RequestContext, reason: str) -> Verdict:
+    def _refuse(self, ctx: GuardInput, reason: BlockReason) -> Verdict:
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return refuse(ctx, 403, reason)
 
-    def check(self, ctx: RequestContext) -> Verdict | None:
+    def check(self, ctx: GuardInput) -> Verdict | None:
         """None for unsigned behaviours and valid signatures; a 403 Verdict otherwise."""
         behaviour = ctx.behaviour
         if behaviour is None:
@@ -378,7 +359,7 @@ class SignedGuard:
         if policy is None:
             return None
         if not policy.keys:
-            return self._refuse(ctx, "signing-key-missing")
+            return self._refuse(ctx, BlockReason.SIGNING_KEY_MISSING)
         request = ctx.request
         result, rest = verify_url(policy.keys, request.path, request.query, request.client_ip, ctx.now)
         if result is Check.MISSING and policy.cookies:
@@ -388,7 +369,7 @@ class SignedGuard:
                 if result is Check.VALID:
                     break
         if result is not Check.VALID:
-            return self._refuse(ctx, result.value)
+            return self._refuse(ctx, BlockReason(result.value))  # every Check but VALID is a BlockReason
         request.query = rest
         self.accepted += 1
         return None

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from http import HTTPStatus
 
 from multidict import CIMultiDict
 
-from proxy.pipeline.context import RequestContext
-from proxy.pipeline.guards import Verdict
+from proxy.http.reasons import BlockReason
+from proxy.http.status import reason_phrase
+from proxy.messages import GuardInput, Verdict
 
 __all__ = ["REQUEST_ID_HEADER", "new_request_id", "refuse"]
 
@@ -29,14 +29,9 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def refuse(ctx: RequestContext, status: int, reason: str, headers: CIMultiDict[str] | None = None) -> Verdict:
+def refuse(
+    ctx: GuardInput, status: int, reason: BlockReason, headers: CIMultiDict[str] | None = None
+) -> Verdict:
     """A Verdict answering ``status`` with a request id in the body and in ``X-Request-Id``.
 
     ``reason`` is a short token (``firewall-deny``, ``rate-limited`` …). Extra ``headers`` (such as
@@ -55,5 +50,5 @@ def refuse(ctx: RequestContext, status: int, reason: str, headers: CIMultiDict[s
         reason,
         request_id,
     )
-    body = f"{status} {_phrase(status)}\nrequest id: {request_id}\n"
+    body = f"{status} {reason_phrase(status)}\nrequest id: {request_id}\n"
     return Verdict(status=status, reason=reason, body=body, headers=out)

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from proxy.functions.device import DEVICE_CLASSES, DEVICE_HEADER, DeviceClass, classify_device
+from proxy.http.cookies import cookie_map
 
 __all__ = [
     "COUNTRY_HEADER",
@@ -78,21 +79,6 @@ def _headers_of(init: HeadersInit) -> CIMultiDict[str]:
     if isinstance(init, CIMultiDict):
         return init
     return CIMultiDict(init)
-
-
-def _parse_cookies(value: str) -> dict[str, str]:
-    """``Cookie`` header pairs (RFC 6265 §5.4); the first of several cookies with one name wins."""
-    cookies: dict[str, str] = {}
-    for part in value.split(";"):
-        name, sep, cookie = part.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            continue
-        cookie = cookie.strip()
-        if len(cookie) >= 2 and cookie[0] == cookie[-1] == '"':
-            cookie = cookie[1:-1]
-        cookies.setdefault(name, cookie)
-    return cookies
 
 
 class _RequestFields:
@@ -181,7 +167,7 @@ class _RequestFields:
         origin gets, change ``headers["Cookie"]``). Follows changes to the header."""
         value = "; ".join(self._headers.getall("Cookie", ()))
         if value != self._cookies_of:
-            self._cookies = MappingProxyType(_parse_cookies(value))
+            self._cookies = MappingProxyType(cookie_map(self._headers.getall("Cookie", ())))
             self._cookies_of = value
         return self._cookies
 

@@ -29,8 +29,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.functions.api import Event, RequestInfo, Response, ViewerRequest
 from proxy.functions.loader import FunctionError, FunctionSet
+from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginRequest, OriginResponse
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 
 __all__ = [
     "as_origin_response",

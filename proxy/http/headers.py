@@ -11,21 +11,19 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict
 
-__all__ = ["HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
+__all__ = ["CONNECTION_FIELDS", "HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
 
 # RFC 9110 §7.6.1: connection-specific fields an intermediary removes before forwarding (Connection itself,
 # Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), plus Trailer (§6.6.2 announces fields of
-# this message framing) and the proxy authentication fields, which are consumed by the proxy they address
-# (§11.7.1, §11.7.2). Lower-cased.
-HOP_BY_HOP: frozenset[str] = frozenset(
+# this message framing). Lower-cased. Each HTTP/1.1 writer (the viewer front's ``wire.FRAMING_FIELDS``, the
+# origin client's own fields) writes these itself and never copies them from a message.
+CONNECTION_FIELDS: frozenset[str] = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+# The hop-by-hop fields: the connection fields plus the proxy authentication fields, which are consumed by
+# the proxy they address (RFC 9110 §11.7.1, §11.7.2). Lower-cased.
+HOP_BY_HOP: frozenset[str] = CONNECTION_FIELDS | frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
         "proxy-authenticate",
         "proxy-authorization",
     }

@@ -49,7 +49,6 @@ class NotStoredReason(StrEnum):
     INCOMPLETE = "incomplete"  # body ended before Content-Length, or the origin failed mid-body
     VARY_STAR = "vary-star"  # Vary: * can never be matched
     PARTIAL = "partial"  # a 206 answer to a range request is not stored as the full object
-    HEAD = "head"  # a HEAD answer has no body to store
     SET_COOKIE = "set-cookie"  # the response sets cookies and the behaviour's set_cookie is pass
 
 
@@ -57,11 +56,47 @@ class SynthReason(StrEnum):
     """Why the edge answered by itself instead of the cache or the origin."""
 
     METHOD_NOT_ALLOWED = "method-not-allowed"
-    NOT_MODIFIED = "not-modified"  # viewer conditional matched a fresh entry (304)
-    BAD_REQUEST = "bad-request"
     ORIGIN_UNREACHABLE = "origin-unreachable"  # connect failure → 502
     ORIGIN_TIMEOUT = "origin-timeout"  # timeout → 504
-    ORIGIN_BROKEN = "origin-broken"  # malformed origin response → 502
-    REDIRECT = "redirect"
     LOOP = "loop-detected"  # the request already passed through this edge (Via) → 508
     FUNCTION_ERROR = "function-error"  # an edge function raised or timed out → 502
+
+
+class BlockReason(StrEnum):
+    """Why a request was refused or answered before any cache work: by the front's screening, a guard, a
+    RECV policy or an edge function. Shown as ``detail=`` in ``Cache-Status`` and ``reason`` in the log."""
+
+    # The front's screening (``proxy.edge.hardening``) and body limits (``proxy.server.http1.body``).
+    HTTP_VERSION = "http-version"  # not HTTP/1.0 or 1.1 → 505
+    CONNECT_REFUSED = "connect-refused"  # CONNECT: the edge is never a forward proxy → 405
+    OPTIONS_ASTERISK = "options-asterisk"  # ``OPTIONS *`` answered by the edge → 200
+    BAD_TARGET = "bad-target"  # not origin-form, absolute-form or ``*`` → 400
+    FOREIGN_HOST = "foreign-host"  # absolute-form target for a host that is not ours → 400
+    HEADER_TOO_LARGE = "header-too-large"  # request head above server.limits.max_header_bytes → 431
+    AMBIGUOUS_FRAMING = "ambiguous-framing"  # request smuggling (RFC 9112 §6.3) → 400
+    UNSUPPORTED_TRANSFER_CODING = "unsupported-transfer-coding"  # a coding other than chunked → 501
+    BAD_HOST = "bad-host"  # several or a malformed Host field → 400
+    MISDIRECTED = "misdirected"  # a host not in server.hosts → 421
+    BODY_TOO_LARGE = "body-too-large"  # body above server.limits.max_body_bytes → 413
+    CLIENT_TIMEOUT = "client-timeout"  # the body did not arrive within server.limits.client_timeout → 408
+    BAD_BODY = "bad-body"  # malformed chunked body → 400
+    # Guards (``proxy.edge``).
+    FIREWALL_DENY = "firewall-deny"
+    FIREWALL_NOT_ALLOWED = "firewall-not-allowed"
+    FIREWALL_RULE = "firewall-rule"
+    GEO_BLOCKED = "geo-blocked"
+    AMBIGUOUS_PATH = "ambiguous-path"  # raw and decoded paths route to different behaviours → 400
+    RATE_LIMITED = "rate-limited"  # → 429
+    SIGNING_KEY_MISSING = "signing-key-missing"
+    SIGNATURE_MISSING = "signature-missing"
+    SIGNATURE_INVALID = "signature-invalid"
+    SIGNATURE_EXPIRED = "signature-expired"
+    SIGNATURE_NETWORK = "signature-network"
+    # RECV policies, functions and upgrades (``proxy.pipeline``).
+    HTTPS_ONLY = "https-only"  # viewer_protocol https-only on plain HTTP → 403
+    REDIRECT_TO_HTTPS = "redirect-to-https"  # viewer_protocol redirect-to-https on plain HTTP → 301
+    REDIRECT = "redirect"  # a behaviour's redirect rule
+    CORS_PREFLIGHT = "cors-preflight"  # a CORS preflight answered at the edge → 204
+    CORS_REFUSED = "cors-refused"  # a CORS preflight from an origin not allowed → 403
+    EDGE_FUNCTION = "edge-function"  # a viewer_request function returned a response
+    WEBSOCKET_DISABLED = "websocket-disabled"  # a WebSocket handshake on a behaviour without websocket → 400

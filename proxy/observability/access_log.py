@@ -11,13 +11,48 @@ import asyncio
 import json
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, Protocol
 
-if TYPE_CHECKING:
-    from proxy.pipeline.context import RequestContext
+from proxy.http.reasons import CacheResult
+from proxy.messages import EdgeRequest, RoutedTo
 
 _FLUSH_BYTES = 64 * 1024
 _ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
+
+
+class Finished(Protocol):
+    """What the access log reads of a finished request (the pipeline's ``RequestContext`` is one)."""
+
+    @property
+    def request(self) -> EdgeRequest: ...
+    @property
+    def behaviour(self) -> RoutedTo | None: ...
+    @property
+    def now(self) -> float: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def result(self) -> CacheResult: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def stored(self) -> bool: ...
+    @property
+    def origin(self) -> str | None: ...
+    @property
+    def tried(self) -> list[str] | None: ...
+    @property
+    def collapsed(self) -> bool: ...
+    @property
+    def fwd_status(self) -> int | None: ...
+    @property
+    def completed(self) -> bool: ...
+    @property
+    def tunnel_bytes(self) -> tuple[int, int] | None: ...
 
 
 def _iso(ts: float) -> str:
@@ -25,7 +60,7 @@ def _iso(ts: float) -> str:
     return f"{seconds}.{int(ts % 1 * 1000):03d}Z"
 
 
-def log_record(ctx: RequestContext) -> dict[str, object]:
+def log_record(ctx: Finished) -> dict[str, object]:
     """The fields of one access log line for a finished request."""
     request = ctx.request
     behaviour = ctx.behaviour
@@ -72,7 +107,7 @@ class AccessLog:
         self._flush_interval = flush_interval
         self._timer: asyncio.TimerHandle | None = None
 
-    def write(self, ctx: RequestContext) -> None:
+    def write(self, ctx: Finished) -> None:
         """Queue the line for one finished request."""
         if not self.enabled:
             return

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from proxy.http.headers import parse_list_header, strip_hop_by_hop
+from proxy.http.headers import CONNECTION_FIELDS, parse_list_header, strip_hop_by_hop
 from proxy.origin.base import (
     OriginConnectError,
     OriginError,
@@ -34,20 +34,7 @@ from proxy.origin.upgrade import UpgradedOrigin
 __all__ = ["HttpOrigin"]
 
 # Fields the client sets itself (framing, connection management, Host), dropped from the given headers.
-_OWN_FIELDS = frozenset(
-    (
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "expect",
-        "te",
-        "trailer",
-        "upgrade",
-    )
-)
+_OWN_FIELDS = CONNECTION_FIELDS | {"host", "content-length", "expect"}
 # RFC 9110 §8.6: a request whose method defines a body says Content-Length: 0 when it has none.
 _EMPTY_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 

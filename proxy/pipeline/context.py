@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from proxy.cache.collapse import Flight
 from proxy.cache.entry import CacheEntry
-from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
-from proxy.pipeline.messages import EdgeRequest
+from proxy.http.reasons import BlockReason, CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.messages import EdgeRequest
 
 if TYPE_CHECKING:
     from proxy.pipeline.runtime import BehaviourRuntime
@@ -33,7 +33,9 @@ class RequestContext:
     fwd: FwdReason | None = None
     not_stored: NotStoredReason | None = None
     synth: SynthReason | None = None
-    blocked: str | None = None  # a guard's reason for answering the request itself (firewall, rate limit)
+    blocked: BlockReason | None = (
+        None  # a guard's reason for answering the request itself (firewall, rate limit)
+    )
     stored: bool = False
     stored_entry: CacheEntry | None = None  # what STORE wrote, for collapsed waiters
     flight: Flight | None = None  # set while this request leads a collapsed fetch

@@ -16,9 +16,9 @@ from proxy.http.conditional import NOT_MODIFIED_HEADERS, evaluate_preconditions
 from proxy.http.dates import parse_http_date
 from proxy.http.ranges import content_range, if_range_allows, multipart_byteranges, parse_range
 from proxy.http.reasons import CacheResult
+from proxy.messages import EdgeResponse
 from proxy.origin.base import OriginResponse
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeResponse
 
 _X_CACHE = {
     CacheResult.HIT: "Hit from edgeproxy",

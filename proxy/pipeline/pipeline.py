@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from http import HTTPStatus
 
 from multidict import CIMultiDict
 
@@ -35,6 +34,8 @@ from proxy.edge.compression import (
     would_compress,
 )
 from proxy.edge.compression import MAX_SIZE as COMPRESS_MAX_SIZE
+from proxy.edge.hardening import Answer
+from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
 from proxy.functions import DEVICE_HEADER, Event, FunctionError, classify_device
 from proxy.functions import Response as FunctionResponse
 from proxy.functions.bridge import (
@@ -57,7 +58,8 @@ from proxy.http.freshness import (
 )
 from proxy.http.headers import HOP_BY_HOP, parse_list_header
 from proxy.http.invalidation import invalidation_targets
-from proxy.http.reasons import CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.http.reasons import BlockReason, CacheResult, FwdReason, NotStoredReason, SynthReason
+from proxy.http.status import reason_phrase
 from proxy.http.storing import (
     EDGE_RECOMPUTED,
     SET_COOKIE_FIELDS,
@@ -67,6 +69,7 @@ from proxy.http.storing import (
 )
 from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
+from proxy.messages import EdgeRequest, EdgeResponse, Guard
 from proxy.observability.access_log import AccessLog
 from proxy.observability.stats import PipelineStats
 from proxy.origin.base import (
@@ -81,8 +84,6 @@ from proxy.pipeline.background import Background
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
 from proxy.pipeline.fill import Fill
-from proxy.pipeline.guards import Guard
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
 from proxy.pipeline.variants import VARY_MARKER_STATUS, lookup_variant, vary_marker
 
@@ -199,6 +200,24 @@ class Pipeline:
                 response = await self._function_failed(ctx)
         return ctx, response
 
+    def refuse(
+        self, request: EdgeRequest, answer: Answer, ctx: RequestContext | None = None
+    ) -> tuple[RequestContext, EdgeResponse]:
+        """Called by a front that refuses a request before (or while) the phases run: the screening's or
+        the body limits' ``answer`` (400, 408, 413, 421 …), decorated like any SYNTH answer. An error
+        status gets a request id in the body and in ``X-Request-Id``. ``ctx`` is the request's context when
+        ``handle`` already made one; the front writes the response and calls ``finish`` as usual."""
+        if ctx is None:
+            ctx = RequestContext(request, self._clock(), time.perf_counter())
+        ctx.blocked = answer.reason
+        extra: CIMultiDict[str] = CIMultiDict(answer.headers)
+        text = ""
+        if answer.status >= 400:
+            request_id = new_request_id()
+            extra[REQUEST_ID_HEADER] = request_id
+            text = f"{answer.status} {reason_phrase(answer.status)}\nrequest id: {request_id}\n"
+        return ctx, self.deliver.synthetic(ctx, answer.status, text, extra)
+
     async def _function_failed(self, ctx: RequestContext) -> EdgeResponse:
         """An edge function raised or timed out (already logged, naming it): 502, or the behaviour's
         configured error page for 502 (served from its origin, status kept)."""
@@ -245,7 +264,7 @@ class Pipeline:
             verdict = guard.check(ctx)
             if verdict is not None:
                 ctx.blocked = verdict.reason
-                body = verdict.body or f"{verdict.status} {_reason_phrase(verdict.status)}\n"
+                body = verdict.body or f"{verdict.status} {reason_phrase(verdict.status)}\n"
                 return self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
         policies = behaviour.policies
         if policies is not None:
@@ -260,7 +279,7 @@ class Pipeline:
             except FunctionError:
                 return await self._function_failed(ctx)
             if isinstance(step, FunctionResponse):
-                ctx.blocked = "edge-function"
+                ctx.blocked = BlockReason.EDGE_FUNCTION
                 return self.deliver.generated(ctx, edge_response(step, method=request.method))
             ctx.request = request = step
         method = request.method
@@ -309,7 +328,7 @@ class Pipeline:
         ctx.result = CacheResult.BYPASS
         ctx.fwd = FwdReason.BYPASS
         if not behaviour.config.websocket:
-            ctx.blocked = "websocket-disabled"
+            ctx.blocked = BlockReason.WEBSOCKET_DISABLED
             return self.deliver.synthetic(
                 ctx, 400, "Bad Request: WebSocket is not enabled for this path (behaviour websocket: false)\n"
             )
@@ -1100,13 +1119,6 @@ def _surrogate_keys(headers: CIMultiDict[str]) -> tuple[str, ...]:
     for value in headers.getall("Cache-Tag", ()):
         tags.extend(t.strip() for t in value.split(",") if t.strip())
     return tuple(dict.fromkeys(tags))
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def _stale_within(entry: CacheEntry, window: float, now: float) -> bool:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
-from proxy.pipeline.messages import EdgeRequest
+from proxy.http.reasons import BlockReason
+from proxy.messages import EdgeRequest
 from proxy.settings import BehaviourConfig, CorsConfig
 
 _PLACEHOLDER = re.compile(r"\$(request_uri|scheme|host|path|query)")
@@ -31,7 +32,7 @@ class Synthetic:
     status: int
     headers: CIMultiDict[str]
     body: str
-    reason: str
+    reason: BlockReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,9 @@ class Cors:
         out: CIMultiDict[str] = CIMultiDict()
         out["Vary"] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         if allowed is None:
-            return Synthetic(403, out, "CORS preflight refused: origin not allowed\n", "cors-refused")
+            return Synthetic(
+                403, out, "CORS preflight refused: origin not allowed\n", BlockReason.CORS_REFUSED
+            )
         out["Access-Control-Allow-Origin"] = allowed
         out["Access-Control-Allow-Methods"] = self.methods
         requested = headers.get("Access-Control-Request-Headers")
@@ -89,7 +92,7 @@ class Cors:
             out["Access-Control-Allow-Credentials"] = "true"
         if self.max_age:
             out["Access-Control-Max-Age"] = str(self.max_age)
-        return Synthetic(204, out, "", "cors-preflight")
+        return Synthetic(204, out, "", BlockReason.CORS_PREFLIGHT)
 
     def decorate(self, request: EdgeRequest, headers: CIMultiDict[str]) -> None:
         """Add the CORS response headers for this viewer's Origin (after the cache: per viewer)."""
@@ -164,16 +167,19 @@ class BehaviourPolicies:
         """RECV: the HTTPS rule, then a configured redirect, then a CORS preflight."""
         if self.viewer_protocol != "allow" and request.scheme != "https":
             if self.viewer_protocol == "https-only":
-                return Synthetic(403, CIMultiDict(), "HTTPS required\n", "https-only")
+                return Synthetic(403, CIMultiDict(), "HTTPS required\n", BlockReason.HTTPS_ONLY)
             location = f"https://{request.host}{request.target}"
             return Synthetic(
-                301, CIMultiDict({"Location": location}), "Moved Permanently\n", "redirect-to-https"
+                301, CIMultiDict({"Location": location}), "Moved Permanently\n", BlockReason.REDIRECT_TO_HTTPS
             )
         if self.redirect_to is not None:
             location = expand(self.redirect_to, request)
             status = self.redirect_status
             return Synthetic(
-                status, CIMultiDict({"Location": location}), f"Redirecting to {location}\n", "redirect"
+                status,
+                CIMultiDict({"Location": location}),
+                f"Redirecting to {location}\n",
+                BlockReason.REDIRECT,
             )
         if self.cors is not None:
             return self.cors.preflight(request)

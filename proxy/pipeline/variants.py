@@ -10,7 +10,7 @@ from __future__ import annotations
 from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
-from proxy.pipeline.messages import Headers
+from proxy.messages import Headers
 
 VARY_MARKER_STATUS = 0  # an entry with this status is a marker, never a response
 

@@ -7,6 +7,7 @@ line prints: one ``FILE:LINE:COL: key.path[2].sub: message`` line per problem, i
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -62,3 +63,10 @@ class ConfigError(Exception):
     def __str__(self) -> str:
         """Every problem on its own line, in file order."""
         return "\n".join(str(problem) for problem in self.problems)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` when one of ``candidates`` is close to ``name``, else ``""``.
+    The one suggestion helper of config errors (unknown keys, values outside a choice, unknown names)."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -19,7 +19,6 @@ before anything walks the expanded structure).
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from proxy.settings.errors import ConfigError, ConfigProblem
+from proxy.settings.errors import ConfigError, ConfigProblem, did_you_mean
 from proxy.settings.interpolate import interpolate
 from proxy.settings.model import (
     ALIASES,
@@ -283,7 +282,7 @@ def _problem_from_error(item: Any, filename: str, source: _SourceMap) -> ConfigP
         at_key = True
         name = str(loc[-1])
         candidates = known_keys(loc[:-1])
-        hint = _did_you_mean(name, candidates)
+        hint = did_you_mean(name, candidates)
         if len(loc) == 1 and name in ALIASES:  # both spellings given: pydantic took the first
             message = f"use either '{ALIASES[name]}' or '{name}', not both"
         elif hint:
@@ -314,12 +313,6 @@ def _line_col(mark: yaml.Mark) -> tuple[int, int]:
     return buffer.count("\n", 0, index) + 1, index - line_start + 1
 
 
-def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
-    """``"; did you mean 'x'?"`` when one of ``candidates`` is close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 _TYPE_NAMES = {
     "string_type": "text",
     "int_type": "a whole number",
@@ -346,7 +339,7 @@ def _describe_error(kind: str, ctx: Mapping[str, Any], value: object, fallback: 
         return f"expected {_TYPE_NAMES[kind]}, got {got}"
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
         return f"expected {' | '.join(choices) or ctx.get('expected')}, got {got}{hint}"
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}, got {got}"

@@ -13,7 +13,6 @@ the loader) runs the same checks after the model is built.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import keyword
 import os
@@ -42,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from proxy.settings.errors import did_you_mean
 from proxy.settings.units import (
     MAX_CONNECTIONS,
     MAX_PROBE_COUNT,
@@ -373,6 +373,15 @@ class ListenAddress(BaseModel):
     def __str__(self) -> str:
         """``host:port`` as written in the config, with brackets around IPv6 hosts."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str | int) -> ListenAddress:
+    """Parse one listen address given outside the config file (``edgeproxy serve --listen HOST:PORT``).
+
+    Same forms as ``server.listen``; raises ``ValueError`` with a message for the user.
+    """
+    host, port = split_listen(value)
+    return ListenAddress(host=host, port=port)
 
 
 def _listen_list(value: object) -> object:
@@ -1076,12 +1085,6 @@ class CrossCheckFinding:
     key_path: str | None = None
 
 
-def _close(name: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` when a candidate is close to ``name``, else ``""``."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{match[0]}'?" if match else ""
-
-
 def _mapping(value: object) -> Mapping[Any, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -1131,7 +1134,9 @@ def cross_check(data: object) -> list[CrossCheckFinding]:
                     CrossCheckFinding(loc, f"'{member}' is a group; a group can only list origins")
                 )
             elif member not in origins:
-                findings.append(CrossCheckFinding(loc, f"unknown origin '{member}'{_close(member, origins)}"))
+                findings.append(
+                    CrossCheckFinding(loc, f"unknown origin '{member}'{did_you_mean(member, origins)}")
+                )
             seen.add(member)
 
     firewall = _mapping(root.get("firewall"))
@@ -1170,7 +1175,8 @@ def cross_check(data: object) -> list[CrossCheckFinding]:
         if isinstance(origin, str) and origin not in targets and (origins or groups_data):
             findings.append(
                 CrossCheckFinding(
-                    (key, index, "origin"), f"unknown origin '{origin}'{_close(origin, sorted(targets))}"
+                    (key, index, "origin"),
+                    f"unknown origin '{origin}'{did_you_mean(origin, sorted(targets))}",
                 )
             )
         rules = _list(_mapping(item.get("firewall")).get("rules"))
@@ -1179,7 +1185,7 @@ def cross_check(data: object) -> list[CrossCheckFinding]:
                 findings.append(
                     CrossCheckFinding(
                         (key, index, "firewall", "rules", rule_index),
-                        f"unknown firewall rule '{rule}'{_close(rule, rule_names)}",
+                        f"unknown firewall rule '{rule}'{did_you_mean(rule, rule_names)}",
                     )
                 )
         if item.get("path") == "*" and index < len(behaviours) - 1:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -40,14 +40,10 @@ __all__ = [
     "format_duration",
     "format_size",
     "parse_duration",
-    "parse_listen",
     "parse_size",
     "size_at_most",
     "split_listen",
 ]
-
-if TYPE_CHECKING:
-    from proxy.settings.model import ListenAddress
 
 # Seconds per duration unit, as exact fractions so "100ms" is exactly 0.1 once rounded to a float.
 _DURATION_UNITS: dict[str, Fraction] = {
@@ -269,17 +265,6 @@ def split_listen(value: str | int) -> tuple[str, int]:
     if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"invalid listen address {value!r}: the port must be a number from 0 to 65535")
     return host, int(port_text)
-
-
-def parse_listen(value: str | int) -> ListenAddress:
-    """Parse one listen address given outside the config file (``edgeproxy serve --listen HOST:PORT``).
-
-    Same forms as ``server.listen``; raises ``ValueError`` with a message for the user.
-    """
-    from proxy.settings.model import ListenAddress  # the model imports this module
-
-    host, port = split_listen(value)
-    return ListenAddress(host=host, port=port)
 
 
 # --------------------------------------------------------------------------------------------- upper bounds

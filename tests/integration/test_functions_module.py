@@ -39,9 +39,9 @@ from proxy.functions.bridge import (
     run_viewer_response,
 )
 from proxy.http.headers import HOP_BY_HOP
+from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginRequest
 from proxy.origin.http import HttpOrigin
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 from proxy.settings.model import FunctionsConfig
 from tests.conftest import Origin
 

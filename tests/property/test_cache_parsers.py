@@ -12,14 +12,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.cache.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from proxy.cache.keys import (
-    KeyBuilder,
-    QueryExcept,
-    normalise_accept_language,
-    normalise_host,
-    parse_cookie_header,
-    variant_key,
-)
+from proxy.cache.keys import KeyBuilder, QueryExcept, normalise_accept_language, normalise_host, variant_key
+from proxy.http.cookies import cookie_pairs as parse_cookie_header
 
 # ---- strategies --------------------------------------------------------------------------------------------
 

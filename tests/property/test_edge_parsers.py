@@ -24,13 +24,13 @@ from proxy.edge.paths import normalise_path
 from proxy.edge.ratelimit import TokenBucket, client_key
 from proxy.edge.signing import (
     Check,
-    cookie_values,
     sign_cookie,
     sign_url,
     split_signed_query,
     verify_cookie,
     verify_url,
 )
+from proxy.http.cookies import cookie_values
 
 # aiohttp decodes undecodable header bytes to lone surrogates, so those are part of "arbitrary text".
 _ANY_CHAR = st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr))
@@ -296,8 +296,8 @@ def test_forward_query_filter_keeps_raw_parameters_in_order(
 
 @given(st.lists(hostile, max_size=3), _names)
 def test_forward_cookie_filter_gives_only_allowed_pairs(values: list[str], names: frozenset[str]) -> None:
-    from proxy.cache.keys import parse_cookie_header
     from proxy.edge.forwarding import ALL, Forwarding, NameSet
+    from proxy.http.cookies import raw_cookie_pairs as parse_cookie_header
 
     rule = Forwarding(headers=ALL, cookies=NameSet(names, True), query=ALL)
     headers: CIMultiDict[str] = CIMultiDict(("Cookie", v) for v in values)

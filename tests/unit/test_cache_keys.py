@@ -17,7 +17,6 @@ from proxy.cache.keys import (
     QueryExcept,
     normalise_accept_language,
     normalise_host,
-    parse_cookie_header,
     variant_key,
 )
 
@@ -254,31 +253,6 @@ def test_plain_multidict_headers_are_accepted() -> None:
 def test_policies_that_would_make_ambiguous_keys_are_refused(policy: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         build(**policy)
-
-
-# ---- parse_cookie_header -----------------------------------------------------------------------------------
-
-COOKIE_CASES: list[tuple[str, list[tuple[str, str]]]] = [
-    ("a=1; b=2", [("a", "1"), ("b", "2")]),
-    ("a=1;b=2", [("a", "1"), ("b", "2")]),
-    ("  a = 1 ;\tb=2\t", [("a", "1"), ("b", "2")]),
-    ("", []),
-    (";;; ;", []),
-    ("=", []),
-    ("a=", [("a", "")]),
-    ("=v", [("", "v")]),
-    ("flag", [("", "flag")]),  # RFC 6265bis: no "=" means a nameless value
-    ("a=1=2", [("a", "1=2")]),
-    ('a="quoted value"', [("a", '"quoted value"')]),
-    ("a=1; a=2", [("a", "1"), ("a", "2")]),
-    ("a=1, b=2", [("a", "1, b=2")]),  # "," is not a separator
-    ("ü=✓", [("ü", "✓")]),
-]
-
-
-@pytest.mark.parametrize(("header", "expected"), COOKIE_CASES)
-def test_parse_cookie_header(header: str, expected: list[tuple[str, str]]) -> None:
-    assert parse_cookie_header(header) == expected
 
 
 # ---- variant_key (RFC 9111 §4.1) ---------------------------------------------------------------------------

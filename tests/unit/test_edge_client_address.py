@@ -16,8 +16,8 @@ from proxy.edge.client_address import (
     forwarded_for_hops,
     parse_ip,
 )
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 
 TRUSTED = NetworkSet([ip_network("10.0.0.0/8"), ip_network("2001:db8::/32")])
 

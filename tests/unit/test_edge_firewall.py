@@ -18,8 +18,8 @@ from proxy.edge.firewall import (
     evaluate_rules,
     rules_by_behaviour,
 )
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 from proxy.pipeline.runtime import build_runtime
 from proxy.settings import ConfigError, EdgeConfig, FirewallRule, parse_config
 

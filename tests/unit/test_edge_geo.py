@@ -10,8 +10,8 @@ from multidict import CIMultiDict
 
 from proxy.edge import build_guards
 from proxy.edge.geo import COUNTRY_HEADER, CountryDatabase, GeoGuard, country_of
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 from proxy.settings import ConfigError, parse_config
 from tests.geo_db import write_country_db
 

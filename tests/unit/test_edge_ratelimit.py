@@ -5,8 +5,8 @@ from __future__ import annotations
 from multidict import CIMultiDict
 
 from proxy.edge.ratelimit import BucketTable, RateLimitGuard, RateLimitSync, TokenBucket, client_key
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 from proxy.settings import RateLimitConfig
 
 

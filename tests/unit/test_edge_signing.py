@@ -14,7 +14,6 @@ from proxy.edge.signing import (
     Check,
     SignedGuard,
     SigningPolicy,
-    cookie_values,
     policies_by_behaviour,
     sign_cookie,
     sign_url,
@@ -22,8 +21,9 @@ from proxy.edge.signing import (
     verify_cookie,
     verify_url,
 )
+from proxy.http.cookies import cookie_values
+from proxy.messages import EdgeRequest
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest
 from proxy.pipeline.runtime import build_runtime
 from proxy.settings import parse_config
 
@@ -215,3 +215,9 @@ def test_short_key_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="edgeproxy.edge"):
         _guard_and_ctx('"short"', "/private/a")
     assert any("shorter than" in r.getMessage() for r in caplog.records)
+
+
+def test_every_failed_check_is_a_block_reason() -> None:
+    from proxy.http.reasons import BlockReason
+
+    assert {BlockReason(c.value) for c in Check if c is not Check.VALID} <= set(BlockReason)

@@ -26,8 +26,8 @@ from proxy.functions.bridge import (
     run_viewer_request,
     run_viewer_response,
 )
+from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginConnectError, OriginRequest, OriginResponse
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
 
 
 def edge_request(method: str = "GET", path: str = "/page", query: str = "q=1") -> EdgeRequest:

@@ -25,11 +25,11 @@ from proxy.settings import (
 )
 from proxy.settings.interpolate import interpolate
 from proxy.settings.loader import MAX_CONFIG_BYTES
+from proxy.settings.model import parse_listen
 from proxy.settings.units import (
     format_duration,
     format_size,
     parse_duration,
-    parse_listen,
     parse_size,
 )
 

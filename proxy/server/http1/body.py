@@ -15,12 +15,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from proxy.edge.hardening import Answer
+from proxy.http.reasons import BlockReason
 
 __all__ = ["BODY_MALFORMED", "BODY_TIMEOUT", "BODY_TOO_LARGE", "RequestBody", "ViewerBodyError"]
 
-BODY_TOO_LARGE = Answer(413, "body-too-large")
-BODY_TIMEOUT = Answer(408, "client-timeout")
-BODY_MALFORMED = Answer(400, "bad-body")
+BODY_TOO_LARGE = Answer(413, BlockReason.BODY_TOO_LARGE)
+BODY_TIMEOUT = Answer(408, BlockReason.CLIENT_TIMEOUT)
+BODY_MALFORMED = Answer(400, BlockReason.BAD_BODY)
 
 
 class ViewerBodyError(Exception):

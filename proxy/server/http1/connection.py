@@ -19,23 +19,24 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.edge.hardening import Answer, Target
-from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
-from proxy.http.headers import HOP_BY_HOP, parse_list_header
+from proxy.edge.hardening import Answer, RequestPolicy, Target
+from proxy.http.headers import parse_list_header, strip_hop_by_hop
+from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
-from proxy.pipeline.messages import EdgeRequest, EdgeResponse
+from proxy.pipeline.pipeline import Pipeline
 from proxy.server.http1.body import BODY_MALFORMED, RequestBody, ViewerBodyError
 from proxy.server.http1.parse import RequestHead, RequestReader
 from proxy.server.http1.wire import (
     CONTINUE,
     CRLF,
     LAST_CHUNK,
+    DateCache,
     chunk_prefix,
     encode_head,
     reason_phrase,
@@ -43,10 +44,24 @@ from proxy.server.http1.wire import (
 )
 from proxy.server.tunnel import Tunnel
 
-if TYPE_CHECKING:
-    from proxy.server.http1.server import H1Server
+__all__ = ["BODY_HIGH_WATER", "MAX_QUEUED", "Front", "H1Connection"]
 
-__all__ = ["BODY_HIGH_WATER", "MAX_QUEUED", "H1Connection"]
+
+class Front(Protocol):
+    """What a connection reads and updates of the ``H1Server`` that accepted it (described here rather
+    than imported: ``proxy.server.http1.server`` imports this module, and imports never form a cycle)."""
+
+    pipeline: Pipeline
+    policy: RequestPolicy
+    scheme: str
+    max_connections: int
+    lingering_time: float
+    dates: DateCache
+    connections: set[H1Connection]
+    tunnels: set[Tunnel]
+    refused_connections: int
+    draining: bool
+
 
 log = logging.getLogger("edgeproxy")
 
@@ -57,6 +72,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 # How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
 SHUTDOWN_IDLE_GRACE = 1.0
+
 
 class _Pending:
     """A request read and not yet answered: its head, body and screening result, or a parse error."""
@@ -80,7 +96,7 @@ class _Pending:
 class H1Connection(asyncio.Protocol):
     """The protocol of one viewer connection (see the module docstring)."""
 
-    def __init__(self, server: H1Server) -> None:
+    def __init__(self, server: Front) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
         self._reader = RequestReader(self, server.policy.max_header_bytes)
@@ -465,16 +481,7 @@ class H1Connection(asyncio.Protocol):
         self, head: RequestHead, request: EdgeRequest, answer: Answer, ctx: RequestContext | None
     ) -> bool:
         """Write an ``Answer`` of the screening or of the body limits (400, 408, 413, 421 …), then log it."""
-        if ctx is None:
-            ctx = RequestContext(request, time.time(), time.perf_counter())
-        ctx.blocked = answer.reason
-        extra: CIMultiDict[str] = CIMultiDict(answer.headers)
-        text = ""
-        if answer.status >= 400:
-            request_id = new_request_id()
-            extra[REQUEST_ID_HEADER] = request_id
-            text = f"{answer.status} {reason_phrase(answer.status)}\nrequest id: {request_id}\n"
-        response = self._server.pipeline.deliver.synthetic(ctx, answer.status, text, extra)
+        ctx, response = self._server.pipeline.refuse(request, answer, ctx)
         keep_alive = await self._write_response(head, None, ctx, response, close=answer.close)
         return keep_alive and not answer.close
 
@@ -508,11 +515,11 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._lost or self._closing or self._response_started:
             return
-        tokens = {token.lower() for token in parse_list_header(headers.getall("Connection", ()))}
+        relayed = CIMultiDict(headers)
+        strip_hop_by_hop(relayed)
         lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"]
-        for name, value in headers.items():
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP or lowered in tokens or "\n" in value or "\r" in value:
+        for name, value in relayed.items():
+            if "\n" in value or "\r" in value:
                 continue
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")

@@ -7,10 +7,10 @@ version, whatever the viewer's); ``Date`` is formatted once per second (RFC 9110
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from proxy.http.dates import format_http_date
-from proxy.pipeline.messages import Headers
+from proxy.http.headers import CONNECTION_FIELDS
+from proxy.http.status import REASON_PHRASES, reason_phrase
+from proxy.messages import Headers
 
 __all__ = [
     "CONTINUE",
@@ -27,30 +27,11 @@ CRLF = b"\r\n"
 
 # Fields the front writes itself (framing and connection management, RFC 9112 §6 and RFC 9110 §7.6.1):
 # never copied from an EdgeResponse.
-FRAMING_FIELDS: frozenset[str] = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
-
-
-def reason_phrase(status: int) -> str:
-    """The reason phrase of ``status`` (``Unknown`` for codes without one)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+FRAMING_FIELDS: frozenset[str] = CONNECTION_FIELDS | {"content-length"}
 
 
 _STATUS_LINES: dict[int, bytes] = {
-    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode("ascii") for status in HTTPStatus
+    status: f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii") for status, phrase in REASON_PHRASES.items()
 }
 
 
