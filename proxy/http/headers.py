@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict
 
-__all__ = ["HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
+__all__ = ["FRAMING_FIELDS", "HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
 
 # RFC 9110 §7.6.1: connection-specific fields an intermediary removes before forwarding (Connection itself,
 # Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), plus Trailer (§6.6.2 announces fields of
@@ -28,6 +28,21 @@ HOP_BY_HOP: frozenset[str] = frozenset(
         "upgrade",
         "proxy-authenticate",
         "proxy-authorization",
+    }
+)
+
+# Fields the viewer front writes itself (framing and connection management, RFC 9112 §6 and RFC 9110
+# §7.6.1): never copied from a response the pipeline built, nor from a stored entry. Lower-cased.
+FRAMING_FIELDS: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
     }
 )
 

@@ -533,21 +533,24 @@ class H1Connection(asyncio.Protocol):
                 extra = f"Content-Length: {headers['Content-Length']}\r\n"
         elif length is not None:
             extra = f"Content-Length: {length}\r\n"
-            if length and "Content-Type" not in headers:
+            if length and response.head is None and "Content-Type" not in headers:
                 extra += "Content-Type: application/octet-stream\r\n"  # RFC 9110 §8.3
         elif version >= (1, 1):
             chunked = True
             extra = "Transfer-Encoding: chunked\r\n"
         else:
             keep_alive = False  # RFC 9112 §6.3: an HTTP/1.0 body of unknown length ends at the close
-        if "Date" not in headers:
+        if response.head is None and "Date" not in headers:
             extra += f"Date: {self._server.dates.value(ctx.now)}\r\n"
         if keep_alive:
             if version == (1, 0):
                 extra += "Connection: keep-alive\r\n"
         elif version >= (1, 1):
             extra += "Connection: close\r\n"
-        encoded = encode_head(status, headers, extra)
+        if response.head is not None:  # a pre-encoded hit (proxy.pipeline.encoded): it has Date and Type
+            encoded = b"".join((status_line(status), response.head, extra.encode("ascii"), CRLF))
+        else:
+            encoded = encode_head(status, headers, extra)
         self._response_started = True
         transport = self._transport
         assert transport is not None

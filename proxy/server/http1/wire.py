@@ -10,6 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from proxy.http.dates import format_http_date
+from proxy.http.headers import FRAMING_FIELDS
 from proxy.pipeline.messages import Headers
 
 __all__ = [
@@ -24,21 +25,6 @@ __all__ = [
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CRLF = b"\r\n"
-
-# Fields the front writes itself (framing and connection management, RFC 9112 §6 and RFC 9110 §7.6.1):
-# never copied from an EdgeResponse.
-FRAMING_FIELDS: frozenset[str] = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
 
 
 def reason_phrase(status: int) -> str:
