@@ -174,8 +174,14 @@ class Deliverer:
                 return False
         if status == 200:
             headers = ctx.request.headers
-            if "Range" in headers or any(name in headers for name in _CONDITIONALS):
-                return False
+            if (
+                "Range" in headers
+                or "If-None-Match" in headers
+                or "If-Modified-Since" in headers
+                or "If-Match" in headers
+                or "If-Unmodified-Since" in headers
+            ):
+                return False  # the names of _CONDITIONALS, spelled out: no generator per hit
         return True
 
     def _encoded_hit(

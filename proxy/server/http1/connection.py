@@ -85,7 +85,11 @@ class H1Connection(asyncio.Protocol):
         self._client_ip = ""
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None  # the request whose body is being received
+        # The runner answers queued requests one at a time; between requests it waits on ``_next`` rather
+        # than ending, so a keep-alive connection creates one task, not one per request.
         self._task: asyncio.Task[None] | None = None
+        self._next: asyncio.Future[None] | None = None
+        self._busy = False
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -129,6 +133,9 @@ class H1Connection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        waiter = self._next
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # the idle runner ends
         if self._current is not None and self._current.body is not None:
             self._current.body.abort()
         for pending in self._queue:
@@ -157,7 +164,7 @@ class H1Connection(asyncio.Protocol):
         if self._current is not None and self._current.body is not None:
             self._current.body.abort()
         self._reader.stop()
-        if self._task is None and not self._queue:
+        if not self._busy and not self._queue:
             self._close()
             return None
         # Half-closed by the viewer: answer what was read (TLS cannot stay half-open).
@@ -274,7 +281,7 @@ class H1Connection(asyncio.Protocol):
             assert self._transport is not None
             self._transport.close()
             return
-        if self._task is not None or self._queue or self._reader.in_body:
+        if self._busy or self._queue or self._reader.in_body:
             return  # busy: the runner gives the next head its time once it is idle again
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -326,7 +333,7 @@ class H1Connection(asyncio.Protocol):
         self._draining = True
         if self._lost or self._closing:
             return
-        if self._task is None and not self._queue and not self._reader.in_body:
+        if not self._busy and not self._queue and not self._reader.in_body:
             self._close()
         elif not self._reader.in_body:
             self._reader.stop()
@@ -344,14 +351,33 @@ class H1Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No request is being served or waiting."""
-        return self._task is None and not self._queue
+        return not self._busy and not self._queue
 
     # ------------------------------------------------------------------ serving
     def _start(self) -> None:
-        if self._task is None and not self._lost:
+        if self._busy or self._lost:
+            return
+        self._busy = True
+        waiter = self._next
+        if waiter is not None:
+            self._next = None
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self._task is None:
             self._task = self._loop.create_task(self._run())
 
     async def _run(self) -> None:
+        try:
+            while await self._serve_queue():
+                if not self._busy:  # nothing queued: wait for the next request (or the end)
+                    self._next = self._loop.create_future()
+                    await self._next
+        finally:
+            self._task = self._next = None
+            self._busy = False
+
+    async def _serve_queue(self) -> bool:
+        """Answer the queued requests in order; True when the connection stays open for more."""
         try:
             while self._queue and not self._lost:
                 pending = self._queue.popleft()
@@ -360,21 +386,24 @@ class H1Connection(asyncio.Protocol):
                 if not keep_alive:
                     self._queue.clear()
                     self._close()
-                    return
+                    return False
         except Exception:
             log.exception("unexpected error on a viewer connection from %s", self._client_ip)
             self._abort()
+            return False
         finally:
-            self._task = None
+            self._busy = False
         if self._lost or self._closing:
-            return
+            return False
         if self._queue:
-            self._start()
-        elif self._draining or self._eof:
+            self._busy = True
+            return True  # a request queued while the last one was written: the runner goes on
+        if self._draining or self._eof:
             if not self._reader.in_body and not self._reader.in_message:
                 self._close()
         else:
             self._touch()
+        return not self._closing
 
     def _keep_alive(self, head: RequestHead, body: RequestBody | None) -> bool:
         """Whether the connection stays open after the response to ``head``."""
