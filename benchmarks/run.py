@@ -5,13 +5,14 @@
 
 What it does (everything on 127.0.0.1, every process stopped at the end, even on Ctrl-C):
 
-1. starts a small aiohttp origin on a free port: /1k and /100k (Cache-Control: max-age=3600) and
-   /miss/<anything> (1 KiB, Cache-Control: no-store);
+1. starts a small aiohttp origin on a free port: /1k, /100k and /10m (Cache-Control: max-age=3600)
+   and /miss/<anything> (1 KiB, Cache-Control: no-store);
 2. starts edgeproxy (`python -m proxy serve`) with a temporary config in front of that origin;
 3. when nginx is installed, starts nginx (1 worker, proxy_cache in a temporary folder) in front of
    the same origin;
 4. warms both caches, then runs wrk (`wrk -t1 -c64 -d10s --latency`) against each for 1 KiB hits,
-   100 KiB hits and 1 KiB misses, and prints requests/s and p99 latency side by side.
+   100 KiB hits, 10 MiB hits and 1 KiB misses, and prints requests/s and p99 latency side by side;
+5. with --scaling, also starts edgeproxy with 2 workers and compares its 1 KiB hits with one worker's.
 
 Without wrk it falls back to a small Python load generator (far slower than wrk: its numbers only
 compare the two servers roughly). See benchmarks/README.md for how to read the table.
@@ -45,6 +46,7 @@ HOST = "127.0.0.1"  # loopback only: nothing here may send traffic anywhere else
 
 BODY_1K = b"x" * 1024
 BODY_100K = b"x" * (100 * 1024)
+BODY_10M = b"x" * (10 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Scenario:
 SCENARIOS = (
     Scenario("hit-1k", "1 KiB cache hit", "/1k", len(BODY_1K)),
     Scenario("hit-100k", "100 KiB cache hit", "/100k", len(BODY_100K)),
+    Scenario("hit-10m", "10 MiB cache hit", "/10m", len(BODY_10M)),
     Scenario("miss-1k", "1 KiB miss (no-store)", "/miss/", len(BODY_1K), miss=True),
 )
 SERVERS = ("edgeproxy", "nginx")
@@ -103,6 +106,8 @@ def serve_origin(fd: int) -> None:
             return web.Response(body=BODY_1K, headers=cacheable)
         if path == "/100k":
             return web.Response(body=BODY_100K, headers=cacheable)
+        if path == "/10m":
+            return web.Response(body=BODY_10M, headers=cacheable)
         if path.startswith("/miss/"):
             return web.Response(body=BODY_1K, headers=no_store)
         return web.Response(status=404, text="not found\n", headers={"Cache-Control": "no-store"})
@@ -271,10 +276,10 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def start_edge(
-    procs: Processes, tmp: Path, origin_port: int, workers: int, timeout: float
+    procs: Processes, tmp: Path, origin_port: int, workers: int, timeout: float, name: str = "edgeproxy"
 ) -> tuple[int | None, str]:
     port = _free_port()
-    config = tmp / "edge.yaml"
+    config = tmp / ("edge.yaml" if name == "edgeproxy" else f"{name}.yaml")
     config.write_text(
         textwrap.dedent(
             f"""\
@@ -293,11 +298,11 @@ def start_edge(
             """
         )
     )
-    log = tmp / "edge.log"
+    log = tmp / ("edge.log" if name == "edgeproxy" else f"{name}.log")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config)]
-    proc = procs.start("edgeproxy", argv, log, cwd=REPO, env=env)
+    proc = procs.start(name, argv, log, cwd=REPO, env=env)
     why = _wait_until_answers(proc, f"http://{HOST}:{port}/1k", timeout)
     if why is None:
         return port, " ".join(argv)
@@ -564,6 +569,39 @@ def print_table(reports: dict[tuple[str, str], Report], args: argparse.Namespace
         print("        bottleneck here, so these numbers understate both servers.")
 
 
+def measure_scaling(
+    procs: Processes,
+    args: argparse.Namespace,
+    tmp: Path,
+    origin_port: int,
+    wrk: str | None,
+    reports: dict[tuple[str, str], Report],
+) -> str:
+    """1 KiB hits on a second edgeproxy with 2 workers (SO_REUSEPORT), ``args.rounds`` times; a line
+    comparing its median with the one-worker edge's from the main table."""
+    port, detail = start_edge(procs, tmp, origin_port, 2, args.startup_timeout, name="edgeproxy-2w")
+    if port is None:
+        return "ERROR: " + detail
+    sc = SCENARIOS[0]
+    try:
+        warm("edgeproxy-2w", port)
+        for _ in range(4):  # each worker has its own memory tier: warm them all (SO_REUSEPORT spreads)
+            _get(f"http://{HOST}:{port}{sc.path}")
+        runs = []
+        for _ in range(args.rounds):
+            time.sleep(PAUSE_BETWEEN_RUNS_S)
+            runs.append(run_wrk(procs, wrk, args, tmp, port, sc) if wrk else run_python_load(args, port, sc))
+    finally:
+        proc = procs.get("edgeproxy-2w")
+        if proc is not None:
+            procs.stop(proc)
+    two = Report(sc.key, "edgeproxy-2w", runs)
+    rps, p99 = two.median("rps"), two.median("p99_ms")
+    one = reports[(sc.key, "edgeproxy")].median("rps")
+    ratio = f"{rps / one:.2f}x one worker" if rps and one else "—"
+    return f"Scaling: {sc.title}, edgeproxy 2 workers: {_fmt_rps(rps)} req/s, p99 {_fmt_ms(p99)} ({ratio})"
+
+
 # --------------------------------------------------------------------------------------------------
 # Main
 
@@ -581,6 +619,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--only", choices=("both", "edge", "nginx"), default="both", help="which servers to run")
     p.add_argument("--workers", type=int, default=1, help="processes per server (default 1, like nginx's 1)")
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also measure 1 KiB hits on edgeproxy with 2 workers (ratio to one worker)",
+    )
     p.add_argument(
         "--requests", type=int, default=20_000, help="request cap per measurement without wrk (default 20000)"
     )
@@ -753,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
 
         print_table(reports, args, tool)
+        if args.scaling and "edgeproxy" in ports:
+            scaling = measure_scaling(procs, args, tmp, origin_port, wrk, reports)
+            print("\n" + scaling)
         for message in notes + failures:  # repeated here so that they are not lost in the scroll
             print("\n" + message)
         if args.json:

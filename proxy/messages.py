@@ -80,6 +80,9 @@ class EdgeResponse:
     # A 101 answer to a WebSocket handshake: the origin's switched connection, which the front pipes to the
     # viewer's once the head is written (``proxy.server.tunnel``).
     tunnel: UpgradedOrigin | None = None
+    # The hit fast path (``proxy.pipeline.encoded``): every header line of the response, pre-encoded
+    # (``Name: value`` CRLF each), with ``headers`` left empty; the front adds only its framing fields.
+    head: bytes | None = None
 
 
 # ------------------------------------------------------------------------------------------------- guards

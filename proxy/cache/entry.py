@@ -35,6 +35,9 @@ class CacheEntry:
     vary: tuple[str, ...] = ()  # lower-cased field names listed in Vary
     tags: tuple[str, ...] = ()  # surrogate keys (Surrogate-Key / Cache-Tag) for tag purges
     extra: dict[str, str] = field(default_factory=dict)  # forward-compatible metadata (survives the codec)
+    # Derived, never serialised nor compared: the stored fields pre-encoded for HTTP/1.1 by DELIVER at the
+    # entry's first fast hit (``proxy.pipeline.encoded``). Not in ``size``: at most the header text again.
+    wire: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def age(self, now: float) -> float:
         """current_age (RFC 9111 §4.2.3): the corrected initial age plus the time resident in the cache."""

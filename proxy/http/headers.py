@@ -11,11 +11,11 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict
 
-__all__ = ["CONNECTION_FIELDS", "HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
+__all__ = ["CONNECTION_FIELDS", "FRAMING_FIELDS", "HOP_BY_HOP", "parse_list_header", "strip_hop_by_hop"]
 
 # RFC 9110 §7.6.1: connection-specific fields an intermediary removes before forwarding (Connection itself,
 # Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), plus Trailer (§6.6.2 announces fields of
-# this message framing). Lower-cased. Each HTTP/1.1 writer (the viewer front's ``wire.FRAMING_FIELDS``, the
+# this message framing). Lower-cased. Each HTTP/1.1 writer (the viewer front's ``FRAMING_FIELDS``, the
 # origin client's own fields) writes these itself and never copies them from a message.
 CONNECTION_FIELDS: frozenset[str] = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
@@ -28,6 +28,10 @@ HOP_BY_HOP: frozenset[str] = CONNECTION_FIELDS | frozenset(
         "proxy-authorization",
     }
 )
+
+# Fields the viewer front writes itself (framing and connection management, RFC 9112 §6 and RFC 9110
+# §7.6.1): never copied from a response the pipeline built, nor from a stored entry. Lower-cased.
+FRAMING_FIELDS: frozenset[str] = CONNECTION_FIELDS | {"content-length"}
 
 # RFC 9110 §5.6.2 tchar, for checking that a Connection option names a field.
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

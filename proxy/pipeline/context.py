@@ -18,9 +18,13 @@ if TYPE_CHECKING:
     from proxy.pipeline.runtime import BehaviourRuntime
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class RequestContext:
-    """State of one request as it moves through RECV → … → LOG."""
+    """State of one request as it moves through RECV → … → LOG.
+
+    Not slotted, with its own ``__init__``: a request sets only the fields its path touches, the others
+    read the class defaults (a cache hit sets a handful of the 27).
+    """
 
     request: EdgeRequest
     now: float  # wall clock (epoch seconds) when the request arrived: the `now` of every caching rule
@@ -52,6 +56,14 @@ class RequestContext:
     completed: bool = True
     # A WebSocket tunnel's bytes after the 101 head, viewer → origin and origin → viewer (None: no tunnel).
     tunnel_bytes: tuple[int, int] | None = None
+
+    def __init__(
+        self, request: EdgeRequest, now: float, started: float, behaviour: BehaviourRuntime | None = None
+    ) -> None:
+        self.request = request
+        self.now = now
+        self.started = started
+        self.behaviour = behaviour
 
     @property
     def reason(self) -> str | None:

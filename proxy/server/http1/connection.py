@@ -104,7 +104,11 @@ class H1Connection(asyncio.Protocol):
         self._client_ip = ""
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None  # the request whose body is being received
+        # The runner answers queued requests one at a time; between requests it waits on ``_next`` rather
+        # than ending, so a keep-alive connection creates one task, not one per request.
         self._task: asyncio.Task[None] | None = None
+        self._next: asyncio.Future[None] | None = None
+        self._busy = False
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -148,6 +152,9 @@ class H1Connection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        waiter = self._next
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # the idle runner ends
         if self._current is not None and self._current.body is not None:
             self._current.body.abort()
         for pending in self._queue:
@@ -176,7 +183,7 @@ class H1Connection(asyncio.Protocol):
         if self._current is not None and self._current.body is not None:
             self._current.body.abort()
         self._reader.stop()
-        if self._task is None and not self._queue:
+        if not self._busy and not self._queue:
             self._close()
             return None
         # Half-closed by the viewer: answer what was read (TLS cannot stay half-open).
@@ -293,7 +300,7 @@ class H1Connection(asyncio.Protocol):
             assert self._transport is not None
             self._transport.close()
             return
-        if self._task is not None or self._queue or self._reader.in_body:
+        if self._busy or self._queue or self._reader.in_body:
             return  # busy: the runner gives the next head its time once it is idle again
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -348,7 +355,7 @@ class H1Connection(asyncio.Protocol):
         self._draining = True
         if self._lost or self._closing:
             return
-        if self._task is None and not self._queue and not self._reader.in_body:
+        if not self._busy and not self._queue and not self._reader.in_body:
             self._shutdown_grace()
         elif not self._reader.in_body and not self._response_started:
             # The answer being prepared will say Connection: close. One whose head already went out said
@@ -377,14 +384,33 @@ class H1Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """No request is being served or waiting."""
-        return self._task is None and not self._queue
+        return not self._busy and not self._queue
 
     # ------------------------------------------------------------------ serving
     def _start(self) -> None:
-        if self._task is None and not self._lost:
+        if self._busy or self._lost:
+            return
+        self._busy = True
+        waiter = self._next
+        if waiter is not None:
+            self._next = None
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self._task is None:
             self._task = self._loop.create_task(self._run())
 
     async def _run(self) -> None:
+        try:
+            while await self._serve_queue():
+                if not self._busy:  # nothing queued: wait for the next request (or the end)
+                    self._next = self._loop.create_future()
+                    await self._next
+        finally:
+            self._task = self._next = None
+            self._busy = False
+
+    async def _serve_queue(self) -> bool:
+        """Answer the queued requests in order; True when the connection stays open for more."""
         try:
             while self._queue and not self._lost:
                 pending = self._queue.popleft()
@@ -393,17 +419,19 @@ class H1Connection(asyncio.Protocol):
                 if not keep_alive:
                     self._queue.clear()
                     self._close()
-                    return
+                    return False
         except Exception:
             log.exception("unexpected error on a viewer connection from %s", self._client_ip)
             self._abort()
+            return False
         finally:
-            self._task = None
+            self._busy = False
         if self._lost or self._closing:
-            return
+            return False
         if self._queue:
-            self._start()
-        elif self._eof:
+            self._busy = True
+            return True  # a request queued while the last one was written: the runner goes on
+        if self._eof:
             if not self._reader.in_body and not self._reader.in_message:
                 self._close()
         elif self._draining:
@@ -412,6 +440,7 @@ class H1Connection(asyncio.Protocol):
             self._shutdown_grace()
         else:
             self._touch()
+        return not self._closing
 
     def _keep_alive(self, head: RequestHead, body: RequestBody | None) -> bool:
         """Whether the connection stays open after the response to ``head``."""
@@ -561,21 +590,24 @@ class H1Connection(asyncio.Protocol):
                 extra = f"Content-Length: {headers['Content-Length']}\r\n"
         elif length is not None:
             extra = f"Content-Length: {length}\r\n"
-            if length and "Content-Type" not in headers:
+            if length and response.head is None and "Content-Type" not in headers:
                 extra += "Content-Type: application/octet-stream\r\n"  # RFC 9110 §8.3
         elif version >= (1, 1):
             chunked = True
             extra = "Transfer-Encoding: chunked\r\n"
         else:
             keep_alive = False  # RFC 9112 §6.3: an HTTP/1.0 body of unknown length ends at the close
-        if "Date" not in headers:
+        if response.head is None and "Date" not in headers:
             extra += f"Date: {self._server.dates.value(ctx.now)}\r\n"
         if keep_alive:
             if version == (1, 0):
                 extra += "Connection: keep-alive\r\n"
         elif version >= (1, 1):
             extra += "Connection: close\r\n"
-        encoded = encode_head(status, headers, extra)
+        if response.head is not None:  # a pre-encoded hit (proxy.pipeline.encoded): it has Date and Type
+            encoded = b"".join((status_line(status), response.head, extra.encode("ascii"), CRLF))
+        else:
+            encoded = encode_head(status, headers, extra)
         self._response_started = True
         transport = self._transport
         assert transport is not None

@@ -8,7 +8,7 @@ version, whatever the viewer's); ``Date`` is formatted once per second (RFC 9110
 from __future__ import annotations
 
 from proxy.http.dates import format_http_date
-from proxy.http.headers import CONNECTION_FIELDS
+from proxy.http.headers import FRAMING_FIELDS
 from proxy.http.status import REASON_PHRASES, reason_phrase
 from proxy.messages import Headers
 
@@ -24,11 +24,6 @@ __all__ = [
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 CRLF = b"\r\n"
-
-# Fields the front writes itself (framing and connection management, RFC 9112 §6 and RFC 9110 §7.6.1):
-# never copied from an EdgeResponse.
-FRAMING_FIELDS: frozenset[str] = CONNECTION_FIELDS | {"content-length"}
-
 
 _STATUS_LINES: dict[int, bytes] = {
     status: f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii") for status, phrase in REASON_PHRASES.items()
