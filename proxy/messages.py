@@ -81,8 +81,9 @@ class EdgeResponse:
     # viewer's once the head is written (``proxy.server.tunnel``).
     tunnel: UpgradedOrigin | None = None
     # The hit fast path (``proxy.pipeline.encoded``): every header line of the response, pre-encoded
-    # (``Name: value`` CRLF each), with ``headers`` left empty; the front adds only its framing fields.
-    head: bytes | None = None
+    # (``Name: value`` CRLF each) in parts written in order and never joined, with ``headers`` left empty;
+    # the front adds only its status line and framing fields.
+    head: tuple[bytes, ...] | None = None
 
 
 # ------------------------------------------------------------------------------------------------- guards

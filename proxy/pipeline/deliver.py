@@ -204,7 +204,7 @@ class Deliverer:
             body=body,
             content_length=len(body),
             no_body=_no_body(ctx.request.method, status),
-            head=b"".join((fields, b"Age: %d\r\n" % int(age), lines, tail)),
+            head=(fields, b"Age: %d\r\n" % int(age), lines, tail),
         )
 
     def _viewer_preconditions(

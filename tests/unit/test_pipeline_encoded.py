@@ -107,7 +107,8 @@ def test_fresh_hit_writes_the_encoded_fields_then_deliver_fields_with_age_per_re
     for now in (1010.2, 1013.9):
         response = deliver.from_entry(context(now=now), e, hit=True)
         assert not response.headers and response.body == b"hello" and response.content_length == 5
-        heads.append(response.head)
+        assert response.head is not None
+        heads.append(b"".join(response.head))
     fields = b"Date: Tue, 01 Jul 2025 10:00:00 GMT\r\nContent-Type: text/plain\r\n"
     decorated = b"Via: 1.1 edge-1\r\nCache-Status: edge-1; hit; ttl=%d\r\nX-Cache: Hit from edgeproxy\r\n"
     assert heads == [

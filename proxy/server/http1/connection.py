@@ -604,10 +604,12 @@ class H1Connection(asyncio.Protocol):
                 extra += "Connection: keep-alive\r\n"
         elif version >= (1, 1):
             extra += "Connection: close\r\n"
+        encoded: list[bytes]
         if response.head is not None:  # a pre-encoded hit (proxy.pipeline.encoded): it has Date and Type
-            encoded = b"".join((status_line(status), response.head, extra.encode("ascii"), CRLF))
+            # Its parts go out as they are (one writev with the body): nothing joined per hit.
+            encoded = [status_line(status), *response.head, (extra + "\r\n").encode("ascii")]
         else:
-            encoded = encode_head(status, headers, extra)
+            encoded = [encode_head(status, headers, extra)]
         self._response_started = True
         transport = self._transport
         assert transport is not None
@@ -619,9 +621,9 @@ class H1Connection(asyncio.Protocol):
                 if self._lost:
                     raise ConnectionResetError("the viewer closed the connection")
                 if no_body:
-                    transport.write(encoded)
+                    transport.writelines(encoded)
                 else:
-                    transport.writelines([encoded, *parts])
+                    transport.writelines([*encoded, *parts])
                     sent = length or 0
                 if self._writing_paused:
                     await self._drain()
@@ -634,7 +636,7 @@ class H1Connection(asyncio.Protocol):
         try:
             if self._lost:
                 raise ConnectionResetError("the viewer closed the connection")
-            transport.write(encoded)
+            transport.writelines(encoded)
             if not no_body:
                 async for chunk in stream:
                     if not chunk:
