@@ -54,7 +54,12 @@ def unquote_cookie_value(value: str) -> str:
 def cookie_pairs(value: str) -> list[tuple[str, str]]:
     """The ``(name, value)`` pairs of one ``Cookie`` field value, in order, duplicates kept, values as
     everybody sees them (DQUOTEs removed). Called by the cache key builder."""
-    return [(name, unquote_cookie_value(val)) for name, val in raw_cookie_pairs(value)]
+    pairs: list[tuple[str, str]] = []
+    for name, raw in raw_cookie_pairs(value):
+        val = unquote_cookie_value(raw)
+        if name or val:  # a nameless '""' is as empty a piece as ';;'
+            pairs.append((name, val))
+    return pairs
 
 
 def cookie_values(field_values: Iterable[str], name: str) -> list[str]:

@@ -28,6 +28,8 @@ COOKIE_CASES: list[tuple[str, list[tuple[str, str]]]] = [
     ("a=1=2", [("a", "1=2")]),
     ('a="quoted value"', [("a", "quoted value")]),  # RFC 6265 §4.2.1: DQUOTEs wrap the value
     ('a=""', [("a", "")]),
+    ('""', []),  # a nameless value that is empty once unquoted is an empty piece
+    ('=""; b=1', [("b", "1")]),
     ('a="', [("a", '"')]),  # one DQUOTE alone is a value, not a wrapping
     ('a=""x""', [("a", '"x"')]),  # one pair removed, never more
     ('a=x"', [("a", 'x"')]),
