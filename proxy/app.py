@@ -23,6 +23,7 @@ from proxy.cache.bans import Ban, BanList
 from proxy.cache.coordination import Coordinator
 from proxy.cache.memory import MemoryStats, MemoryStore
 from proxy.cache.shared import make_shared_store
+from proxy.cache.tiers import LowerTier
 from proxy.edge import build_guards, guard_stats
 from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
 from proxy.observability.access_log import AccessLog
@@ -68,10 +69,11 @@ class Edge:
             self.memory,
             name=config.server.name,
             access_log=self.access_log,
+            lower=[LowerTier("shared", self.shared, shared.max_object_bytes)]
+            if self.shared is not None and shared is not None
+            else [],
             collapse=config.cache.collapse,
             show_key=config.cache.status_key,
-            shared=self.shared,
-            shared_object_limit=shared.max_object_bytes if shared is not None else 0,
             guards=build_guards(config),
             bans=bans,
             coordinator=self.coordinator if config.cache.shield else None,

@@ -465,3 +465,22 @@ def reuse_decision(
         # The client asked for max-age without max-stale: it does not want a stale response at all.
         return _REVALIDATE_STALE
     return _STALE
+
+
+def within_stale_window(age: float, ttl: float, window: float) -> bool:
+    """Whether a response of ``age`` seconds with freshness lifetime ``ttl`` is still inside an RFC 5861
+    window of ``window`` seconds after it went stale (stale-while-revalidate §3, stale-if-error §4).
+
+    Called by LOOKUP (serve stale and refresh in the background) and FETCH (serve stale on an origin error).
+    """
+    return window > 0 and age < ttl + window
+
+
+def may_serve_disconnected(*, must_revalidate: bool, no_cache: bool) -> bool:
+    """Whether a stale stored response may be served when the origin gave no response at all.
+
+    Called by FETCH when every attempt failed without a response. RFC 9111 §4.2.4: a disconnected cache may
+    serve stale unless an explicit directive forbids it: must-revalidate, proxy-revalidate and s-maxage (all
+    in ``must_revalidate``: §5.2.2.2, §5.2.2.8, §5.2.2.10) or no-cache (§5.2.2.4).
+    """
+    return not (must_revalidate or no_cache)

@@ -102,3 +102,16 @@ def strip_hop_by_hop(headers: CIMultiDict[str]) -> None:
     for name in HOP_BY_HOP:
         if name in headers:
             del headers[name]
+
+
+def via_names(via: str, name: str) -> bool:
+    """Whether ``name`` is one of the received-by names in a ``Via`` field value (RFC 9110 §7.6.3).
+
+    Called by RECV on each request that carries ``Via``: True means the request already went through this
+    edge, and forwarding it again would loop (answered 508 instead).
+    """
+    for hop in via.split(","):
+        parts = hop.split()
+        if len(parts) >= 2 and parts[1] == name:
+            return True
+    return False

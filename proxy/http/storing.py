@@ -112,3 +112,17 @@ def set_cookie_handling(
         if lowered in SET_COOKIE_FIELDS and lowered not in withheld:
             return CookieHandling.REFUSE if mode == "pass" else CookieHandling.STRIP
     return CookieHandling.KEEP
+
+
+def surrogate_keys(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The purge tags of a response, in order, each once: ``Surrogate-Key`` (space-separated, Fastly and
+    Varnish) and ``Cache-Tag`` (comma-separated, Cloudflare). Called by STORE for the entry's ``tags``."""
+    fields = [(name.lower(), value) for name, value in headers]
+    tags: list[str] = []
+    for name, value in fields:
+        if name == "surrogate-key":
+            tags.extend(value.split())
+    for name, value in fields:
+        if name == "cache-tag":
+            tags.extend(t.strip() for t in value.split(",") if t.strip())
+    return tuple(dict.fromkeys(tags))

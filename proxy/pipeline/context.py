@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from proxy.cache.collapse import Flight
-from proxy.cache.entry import CacheEntry
+from proxy.cache.locks import Lease
 from proxy.http.reasons import BlockReason, CacheResult, FwdReason, NotStoredReason, SynthReason
 from proxy.messages import EdgeRequest
 
@@ -23,7 +22,7 @@ class RequestContext:
     """State of one request as it moves through RECV → … → LOG.
 
     Not slotted, with its own ``__init__``: a request sets only the fields its path touches, the others
-    read the class defaults (a cache hit sets a handful of the 27).
+    read the class defaults (a cache hit sets a handful of the 24).
     """
 
     request: EdgeRequest
@@ -40,13 +39,10 @@ class RequestContext:
     blocked: BlockReason | None = (
         None  # a guard's reason for answering the request itself (firewall, rate limit)
     )
-    stored: bool = False
-    stored_entry: CacheEntry | None = None  # what STORE wrote, for collapsed waiters
-    flight: Flight | None = None  # set while this request leads a collapsed fetch
+    stored: bool = False  # STORE's outcome: some cache tier took the response
+    lease: Lease | None = None  # the fetch locks this request holds for its key (COLLAPSE → STORE)
     collapsed: bool = False  # served from another request's fetch
-    shield_locked: bool = False  # this request holds the cluster-wide shield lock for its key
-    shared_hit: bool = False  # the entry came from the shared tier (promoted into memory)
-    fill_streaming: bool = False  # a streaming Fill owns the rest of the fetch (and settles the flight)
+    tier: str | None = None  # the lower tier a hit came from (promoted into memory): "shared" …
     origin: str | None = None
     tried: list[str] | None = None  # origins tried, in order (failover)
     fwd_status: int | None = None

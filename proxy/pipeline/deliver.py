@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator
 from multidict import CIMultiDict
 
 from proxy.cache.entry import CacheEntry
-from proxy.functions import Event
 from proxy.http.cache_status import append_cache_status, format_cache_status
 from proxy.http.conditional import NOT_MODIFIED_HEADERS, evaluate_preconditions
 from proxy.http.dates import parse_http_date
 from proxy.http.ranges import content_range, if_range_allows, multipart_byteranges, parse_range
-from proxy.http.reasons import CacheResult
+from proxy.http.reasons import CacheResult, SynthReason
 from proxy.messages import EdgeResponse
-from proxy.origin.base import OriginResponse
+from proxy.origin.base import OriginError, OriginResponse, OriginTimeoutError
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.encoded import entry_wire
 
@@ -71,8 +70,9 @@ class Deliverer:
         if "Server" not in headers:
             headers["Server"] = "edgeproxy"
         behaviour = ctx.behaviour
-        if behaviour is not None and behaviour.policies is not None and behaviour.policies.touches_response:
-            behaviour.policies.on_deliver(ctx.request, headers)
+        if behaviour is not None:
+            for hook in behaviour.hooks.deliver:
+                hook.deliver(ctx.request, headers)
 
     # ---------------------------------------------------------------- SYNTH
     def synthetic(
@@ -96,6 +96,15 @@ class Deliverer:
             status=status, headers=headers, body=body, content_length=len(body), no_body=no_body
         )
 
+    def origin_failed(self, ctx: RequestContext, exc: OriginError) -> EdgeResponse:
+        """No usable answer from the origin and nothing stale to serve: 504 when it timed out, else 502."""
+        ctx.result = CacheResult.ERROR
+        if isinstance(exc, OriginTimeoutError):
+            ctx.synth = SynthReason.ORIGIN_TIMEOUT
+            return self.synthetic(ctx, 504, "Gateway Timeout: the origin did not answer in time\n")
+        ctx.synth = SynthReason.ORIGIN_UNREACHABLE
+        return self.synthetic(ctx, 502, "Bad Gateway: the origin could not be reached\n")
+
     def generated(self, ctx: RequestContext, response: EdgeResponse) -> EdgeResponse:
         """A response an edge function made in viewer_request: decorated like SYNTH, never stored, and
         labelled as generated (``X-Cache: FunctionGeneratedResponse``, access log ``cache: generated``): it
@@ -113,8 +122,8 @@ class Deliverer:
         ctx.ttl = entry.ttl - age
         member: str | None
         key = ctx.key if self.show_key else None
-        if hit and (ctx.shared_hit or key is not None):
-            detail = "shared" if ctx.shared_hit else None
+        if hit and (ctx.tier is not None or key is not None):
+            detail = ctx.tier
             member = format_cache_status(self.name, hit=True, ttl=ctx.ttl, key=key, detail=detail)
         elif hit:
             # The hit member depends only on the whole seconds of ttl left: build each one once.
@@ -165,13 +174,8 @@ class Deliverer:
         """Whether a fresh hit's head is the stored one plus DELIVER's own fields: no response policy, no
         viewer_response function, and (for a 200) no conditional or Range for DELIVER to answer."""
         behaviour = ctx.behaviour
-        if behaviour is not None:
-            policies = behaviour.policies
-            if policies is not None and policies.touches_response:
-                return False
-            functions = behaviour.functions
-            if functions is not None and functions.has(Event.VIEWER_RESPONSE):
-                return False
+        if behaviour is not None and behaviour.hooks.shapes_response:
+            return False
         if status == 200:
             headers = ctx.request.headers
             if (

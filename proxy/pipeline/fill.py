@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class Fill:
-    """One streaming fill. ``on_done(entry_or_none)`` is called exactly once, when the fill is over."""
+    """One streaming fill. ``store(ctx, entry)`` is called when the body is complete and storable, then
+    ``on_done(ctx)`` exactly once, when the fill is over (it settles the fetch locks the fill holds)."""
 
     def __init__(
         self,
@@ -99,7 +100,6 @@ class Fill:
             return
         self._over = True
         await self.response.release()
-        self.ctx.stored = False
         if self._ended and not self._failed and self._parts is not None:
             parts = self._parts
             self.entry.body = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -7,11 +7,13 @@ one origin client per configured origin. Nothing reads the config model per requ
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from proxy.cache.admission import AdmissionPolicy
 from proxy.cache.keys import KeyBuilder
 from proxy.edge.forwarding import Forwarding, resolve_forwarding
+from proxy.edge.policies import BehaviourPolicies
 from proxy.functions import DEVICE_HEADER, FunctionLoadError, FunctionSet
 from proxy.http.freshness import TTLPolicy
 from proxy.origin.base import Origin
@@ -19,7 +21,7 @@ from proxy.origin.group import OriginGroup
 from proxy.origin.health import HealthProber, OriginHealth, probe_targets
 from proxy.origin.http import HttpOrigin
 from proxy.origin.static import StaticOrigin
-from proxy.pipeline.policies import BehaviourPolicies
+from proxy.pipeline.hooks import BehaviourHooks
 from proxy.routing import Router
 from proxy.settings import BehaviourConfig, ConfigError, ConfigProblem, EdgeConfig, OriginConfig
 
@@ -41,6 +43,8 @@ class BehaviourRuntime:
     functions: FunctionSet | None  # edge functions (None: no event pays anything)
     honour_request_cache_control: bool  # RFC 9111 §5.2.1 in plain mode; CloudFront ignores it under a ttl
     forwarding: Forwarding  # the origin request policy (``forward``), resolved against the key and ttl
+    hooks: BehaviourHooks  # policies, edge functions and compression, per step of the trip
+    admission: AdmissionPolicy  # what STORE keeps and for how long
 
 
 def _functions(config: EdgeConfig, index: int, behaviour: BehaviourConfig) -> FunctionSet | None:
@@ -116,9 +120,21 @@ def build_groups(
     return groups
 
 
-def build_runtime(config: EdgeConfig) -> Runtime:
-    """Compile ``config`` into a Runtime. Called once per worker at start-up and on every reload."""
-    origins: dict[str, Origin] = {name: make_origin(name, oc) for name, oc in config.origins.items()}
+def object_limit(config: EdgeConfig) -> int:
+    """The largest object any cache tier keeps (``max_object_bytes`` of memory and the shared tier)."""
+    shared = config.cache.shared
+    return max(config.cache.memory.max_object_bytes, shared.max_object_bytes if shared is not None else 0)
+
+
+def build_runtime(
+    config: EdgeConfig, *, origin_factory: Callable[[str, OriginConfig], Origin] | None = None
+) -> Runtime:
+    """Compile ``config`` into a Runtime. Called once per worker at start-up and on every reload.
+
+    ``origin_factory`` makes the origin client of each ``origins.NAME`` (``make_origin`` by default; the
+    socketless pipeline tests pass scripted origins)."""
+    factory = origin_factory or make_origin
+    origins: dict[str, Origin] = {name: factory(name, oc) for name, oc in config.origins.items()}
     health = {name: OriginHealth.for_origin(name, oc) for name, oc in config.origins.items()}
     groups = build_groups(config, origins, health)
     behaviours = []
@@ -127,6 +143,8 @@ def build_runtime(config: EdgeConfig) -> Runtime:
         ttl = None
         if behaviour.ttl is not None:
             ttl = TTLPolicy(min=behaviour.ttl.min, default=behaviour.ttl.default, max=behaviour.ttl.max)
+        policies = BehaviourPolicies.from_config(behaviour)
+        functions = _functions(config, index, behaviour)
         behaviours.append(
             BehaviourRuntime(
                 path=behaviour.path,
@@ -136,14 +154,25 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 keys=KeyBuilder(behaviour.cache_key),
                 ttl=ttl,
                 group=groups[behaviour.origin] if behaviour.origin is not None else None,
-                policies=BehaviourPolicies.from_config(behaviour),
-                functions=_functions(config, index, behaviour),
+                policies=policies,
+                functions=functions,
                 honour_request_cache_control=ttl is None,
                 forwarding=resolve_forwarding(
                     behaviour.forward,
                     behaviour.cache_key,
                     has_ttl=ttl is not None,
                     compress=behaviour.compress,
+                ),
+                hooks=BehaviourHooks.of(
+                    policies, functions, compress=behaviour.compress, max_body=object_limit(config)
+                ),
+                admission=AdmissionPolicy(
+                    ttl=ttl,
+                    honour_request_cache_control=ttl is None,
+                    stale_while_revalidate=behaviour.stale_while_revalidate,
+                    stale_if_error=behaviour.stale_if_error,
+                    error_ttl=behaviour.error_ttl,
+                    set_cookie=behaviour.set_cookie,
                 ),
             )
         )

@@ -10,7 +10,7 @@ import pytest
 from proxy.cache.entry import ENTRY_OVERHEAD, HEADER_PAIR_OVERHEAD, CacheEntry
 from proxy.cache.memory import SLOT_OVERHEAD, MemoryStats, MemoryStore, charged_size
 from proxy.cache.storage import MemoryStorage, Storage
-from proxy.pipeline.variants import vary_marker
+from proxy.cache.vary import vary_marker
 
 # What the store charges for an empty entry under a one-character key (the tests' keys are one character).
 EMPTY = ENTRY_OVERHEAD + sys.getsizeof(b"") + sys.getsizeof("k") + SLOT_OVERHEAD

@@ -19,20 +19,10 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 from proxy.http.reasons import BlockReason
-from proxy.messages import EdgeRequest
+from proxy.messages import EdgeRequest, Verdict
 from proxy.settings import BehaviourConfig, CorsConfig
 
 _PLACEHOLDER = re.compile(r"\$(request_uri|scheme|host|path|query)")
-
-
-@dataclass(frozen=True, slots=True)
-class Synthetic:
-    """An answer made in RECV: status, headers and a short body."""
-
-    status: int
-    headers: CIMultiDict[str]
-    body: str
-    reason: BlockReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +59,7 @@ class Cors:
             return origin if self.credentials else "*"
         return None
 
-    def preflight(self, request: EdgeRequest) -> Synthetic | None:
+    def preflight(self, request: EdgeRequest) -> Verdict | None:
         """Answer a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) at the edge."""
         headers = request.headers
         if request.method != "OPTIONS" or "Access-Control-Request-Method" not in headers:
@@ -78,9 +68,7 @@ class Cors:
         out: CIMultiDict[str] = CIMultiDict()
         out["Vary"] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         if allowed is None:
-            return Synthetic(
-                403, out, "CORS preflight refused: origin not allowed\n", BlockReason.CORS_REFUSED
-            )
+            return Verdict(403, BlockReason.CORS_REFUSED, "CORS preflight refused: origin not allowed\n", out)
         out["Access-Control-Allow-Origin"] = allowed
         out["Access-Control-Allow-Methods"] = self.methods
         requested = headers.get("Access-Control-Request-Headers")
@@ -92,7 +80,7 @@ class Cors:
             out["Access-Control-Allow-Credentials"] = "true"
         if self.max_age:
             out["Access-Control-Max-Age"] = str(self.max_age)
-        return Synthetic(204, out, "", BlockReason.CORS_PREFLIGHT)
+        return Verdict(204, BlockReason.CORS_PREFLIGHT, "", out)
 
     def decorate(self, request: EdgeRequest, headers: CIMultiDict[str]) -> None:
         """Add the CORS response headers for this viewer's Origin (after the cache: per viewer)."""
@@ -163,23 +151,23 @@ class BehaviourPolicies:
     def touches_response(self) -> bool:
         return bool(self.response_set or self.response_remove or self.cors)
 
-    def on_recv(self, request: EdgeRequest) -> Synthetic | None:
+    def on_recv(self, request: EdgeRequest) -> Verdict | None:
         """RECV: the HTTPS rule, then a configured redirect, then a CORS preflight."""
         if self.viewer_protocol != "allow" and request.scheme != "https":
             if self.viewer_protocol == "https-only":
-                return Synthetic(403, CIMultiDict(), "HTTPS required\n", BlockReason.HTTPS_ONLY)
+                return Verdict(403, BlockReason.HTTPS_ONLY, "HTTPS required\n")
             location = f"https://{request.host}{request.target}"
-            return Synthetic(
-                301, CIMultiDict({"Location": location}), "Moved Permanently\n", BlockReason.REDIRECT_TO_HTTPS
+            return Verdict(
+                301, BlockReason.REDIRECT_TO_HTTPS, "Moved Permanently\n", CIMultiDict({"Location": location})
             )
         if self.redirect_to is not None:
             location = expand(self.redirect_to, request)
             status = self.redirect_status
-            return Synthetic(
+            return Verdict(
                 status,
-                CIMultiDict({"Location": location}),
-                f"Redirecting to {location}\n",
                 BlockReason.REDIRECT,
+                f"Redirecting to {location}\n",
+                CIMultiDict({"Location": location}),
             )
         if self.cors is not None:
             return self.cors.preflight(request)

@@ -1,0 +1,87 @@
+"""HASH and LOOKUP: the request's cache key, the stored entry for it, and whether it may be reused.
+
+Called for cacheable methods (GET, HEAD) after RECV. ``hash_key`` sets ``ctx.key``; ``lookup`` looks through
+the cache tiers (memory without awaiting, then the lower tiers), applies bans, and asks the pure reuse
+rules (RFC 9111 §4, RFC 5861). Its ``Found`` says what comes next: a response to deliver now (fresh hit,
+or stale within stale-while-revalidate with a refresh started), or the entry to revalidate (or None) for
+COLLAPSE and FETCH.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.cache.entry import CacheEntry
+from proxy.http.cache_control import CacheControl, parse_cache_control, pragma_no_cache
+from proxy.http.freshness import ReuseDecision, reuse_decision, within_stale_window
+from proxy.http.reasons import CacheResult, FwdReason
+from proxy.messages import EdgeResponse
+from proxy.pipeline.context import RequestContext
+from proxy.pipeline.parts import Parts
+from proxy.pipeline.refresh import refresh_in_background
+from proxy.pipeline.runtime import BehaviourRuntime
+
+
+@dataclass(slots=True)
+class Found:
+    """LOOKUP's outcome: ``response`` to deliver at once, else ``entry`` (stale, to revalidate) or None."""
+
+    response: EdgeResponse | None
+    entry: CacheEntry | None
+    request_cc: CacheControl
+
+
+def hash_key(ctx: RequestContext, behaviour: BehaviourRuntime) -> str:
+    """HASH: the behaviour's key for this request plus what its ``hash`` hooks add (compression's coding
+    bucket, whose hook also normalises ``Accept-Encoding`` first, so it runs before the key is built)."""
+    suffix = "".join([hook.hash(ctx) for hook in behaviour.hooks.hash]) if behaviour.hooks.hash else ""
+    request = ctx.request
+    key = behaviour.keys.key(request.host, request.path, request.query, request.headers, request.scheme)
+    ctx.key = key + suffix if suffix else key
+    return ctx.key
+
+
+async def lookup(parts: Parts, ctx: RequestContext, behaviour: BehaviourRuntime) -> Found:
+    """LOOKUP for ``ctx.key``. A fresh memory hit never awaits."""
+    request = ctx.request
+    key = ctx.key
+    assert key is not None
+    cache = parts.cache
+    entry, miss_reason = cache.lookup_memory(key, request.headers)
+    if entry is None and cache.lower:
+        entry, ctx.tier = await cache.lookup_lower(key, request.headers)
+    if entry is not None and cache.bans:
+        entry = cache.admit_bans(key, entry)
+        if entry is None:
+            miss_reason = FwdReason.MISS
+    request_cc = parse_cache_control(request.headers.get("Cache-Control"))
+    if entry is None:
+        ctx.fwd = miss_reason
+        return Found(None, None, request_cc)
+    honour = behaviour.honour_request_cache_control
+    decision, reason = reuse_decision(
+        entry_age=entry.age(ctx.now),
+        ttl=entry.ttl,
+        request_cc=request_cc,
+        pragma_no_cache=honour
+        and "Pragma" in request.headers  # most requests have none: skip the list and the parse
+        and pragma_no_cache(
+            request.headers.getall("Pragma", ()),
+            cache_control_present="Cache-Control" in request.headers,
+        ),
+        no_cache=entry.no_cache,
+        must_revalidate=entry.must_revalidate,
+        honour_request=honour,
+    )
+    if decision is ReuseDecision.FRESH:
+        ctx.result = CacheResult.HIT
+        return Found(parts.deliver.from_entry(ctx, entry, hit=True), entry, request_cc)
+    ctx.fwd = reason or FwdReason.STALE
+    # RFC 5861 §3: within stale-while-revalidate, serve stale now and refresh in the background.
+    if decision is ReuseDecision.STALE and within_stale_window(
+        entry.age(ctx.now), entry.ttl, entry.stale_while_revalidate
+    ):
+        refresh_in_background(parts, ctx, behaviour, entry)
+        ctx.result = CacheResult.STALE
+        return Found(parts.deliver.from_entry(ctx, entry, hit=False), entry, request_cc)
+    return Found(None, entry, request_cc)
