@@ -15,8 +15,10 @@ from proxy.http.freshness import (
     TTLPolicy,
     corrected_initial_age,
     decide_store,
+    may_serve_disconnected,
     parse_expires,
     reuse_decision,
+    within_stale_window,
 )
 from proxy.http.reasons import FwdReason, NotStoredReason
 
@@ -545,3 +547,19 @@ def test_reuse_decision(case: dict[str, Any], honour: bool, expected: tuple[Reus
     )
     assert tuple(result) == expected
     assert result.decision is expected[0]
+
+
+@pytest.mark.parametrize(
+    ("age", "ttl", "window", "inside"),
+    [(15, 10, 10, True), (20, 10, 10, False), (5, 10, 10, True), (15, 10, 0, False)],
+)
+def test_within_stale_window(age: float, ttl: float, window: float, inside: bool) -> None:
+    assert within_stale_window(age, ttl, window) is inside
+
+
+@pytest.mark.parametrize(
+    ("must_revalidate", "no_cache", "allowed"),
+    [(False, False, True), (True, False, False), (False, True, False), (True, True, False)],
+)
+def test_may_serve_disconnected(must_revalidate: bool, no_cache: bool, allowed: bool) -> None:
+    assert may_serve_disconnected(must_revalidate=must_revalidate, no_cache=no_cache) is allowed

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from proxy.http.headers import HOP_BY_HOP, parse_list_header, strip_hop_by_hop
+from proxy.http.headers import HOP_BY_HOP, parse_list_header, strip_hop_by_hop, via_names
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,18 @@ def test_strip_hop_by_hop(before: list[tuple[str, str]], after: list[tuple[str, 
 )
 def test_parse_list_header(values: Any, expected: list[str]) -> None:
     assert parse_list_header(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("via", "found"),
+    [
+        ("1.1 edge-1", True),
+        ("1.0 fred, 1.1 edge-1 (edgeproxy)", True),
+        ("HTTP/1.1 edge-10", False),
+        ("1.1 other", False),
+        ("edge-1", False),
+        ("", False),
+    ],
+)
+def test_via_names_finds_a_received_by_name(via: str, found: bool) -> None:
+    assert via_names(via, "edge-1") is found

@@ -15,6 +15,7 @@ from proxy.http.storing import (
     excluded_fields,
     fields_to_store,
     set_cookie_handling,
+    surrogate_keys,
 )
 
 CASES: list[Any] = [
@@ -122,3 +123,18 @@ def test_strip_drops_every_cookie_field() -> None:
     headers = [("Set-Cookie", "a=1"), ("X", "1"), ("SET-COOKIE2", "b=2"), ("Set-Cookie", "c=3")]
     stored = fields_to_store(headers, parse_cache_control(None), drop=EDGE_RECOMPUTED | SET_COOKIE_FIELDS)
     assert stored == (("X", "1"),)
+
+
+@pytest.mark.parametrize(
+    ("fields", "tags"),
+    [
+        ([("Surrogate-Key", "a  b"), ("Cache-Tag", "c, a,")], ("a", "b", "c")),
+        ([("Cache-Tag", "x"), ("Surrogate-Key", "y")], ("y", "x")),  # Surrogate-Key first, as read
+        ([("surrogate-key", "a"), ("SURROGATE-KEY", "b a")], ("a", "b")),
+        ([("Content-Type", "text/plain")], ()),
+    ],
+)
+def test_surrogate_keys_are_the_purge_tags_each_once(
+    fields: list[tuple[str, str]], tags: tuple[str, ...]
+) -> None:
+    assert surrogate_keys(fields) == tags
