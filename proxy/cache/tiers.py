@@ -30,7 +30,7 @@ from proxy.cache.entry import CacheEntry
 from proxy.cache.keys import variant_key
 from proxy.cache.memory import MemoryStore
 from proxy.cache.storage import Storage
-from proxy.cache.vary import is_marker, vary_marker
+from proxy.cache.vary import VARY_MARKER_STATUS, is_marker, vary_marker
 from proxy.http.reasons import FwdReason
 from proxy.messages import Headers
 
@@ -77,7 +77,7 @@ class TieredCache:
         Called by LOOKUP on every cacheable request, synchronously: the hit path never awaits.
         """
         entry = self.memory.get(key)
-        if entry is not None and is_marker(entry):
+        if entry is not None and entry.status == VARY_MARKER_STATUS:  # is_marker, inlined: every request
             return self.memory.get(variant_key(key, entry.vary, request_headers)), FwdReason.VARY_MISS
         return entry, FwdReason.URI_MISS
 

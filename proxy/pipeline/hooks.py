@@ -253,8 +253,9 @@ class BehaviourHooks:
     """A behaviour's hooks, per step, in order (policies, then functions, then compression). Built once
     per behaviour with the runtime."""
 
-    __slots__ = (*STEPS, "hooks")
+    __slots__ = (*STEPS, "hooks", "shapes_response")
 
+    shapes_response: bool
     recv: tuple[Hook, ...]
     viewer_request: tuple[Hook, ...]
     hash: tuple[Hook, ...]
@@ -267,6 +268,9 @@ class BehaviourHooks:
         self.hooks = hooks
         for step in STEPS:
             setattr(self, step, tuple(hook for hook in hooks if hook.takes(step)))
+        # Whether a step changes the viewer's response after the cache (the hit fast path then steps aside:
+        # the response's fields must exist as a multidict for the hooks to change).
+        self.shapes_response = bool(self.deliver or self.viewer_response)
 
     @classmethod
     def of(
@@ -286,12 +290,6 @@ class BehaviourHooks:
         if compress:
             hooks.append(CompressionHook())
         return cls(tuple(hooks))
-
-    @property
-    def shapes_response(self) -> bool:
-        """Whether a step changes the viewer's response after the cache (the hit fast path then steps
-        aside: the response's fields must exist as a multidict for the hooks to change)."""
-        return bool(self.deliver or self.viewer_response)
 
 
 async def replay(body: bytes) -> AsyncIterator[bytes]:

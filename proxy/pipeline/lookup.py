@@ -1,15 +1,13 @@
 """HASH and LOOKUP: the request's cache key, the stored entry for it, and whether it may be reused.
 
-Called for cacheable methods (GET, HEAD) after RECV. ``hash_key`` sets ``ctx.key``; ``lookup`` looks through
-the cache tiers (memory without awaiting, then the lower tiers), applies bans, and asks the pure reuse
-rules (RFC 9111 §4, RFC 5861). Its ``Found`` says what comes next: a response to deliver now (fresh hit,
-or stale within stale-while-revalidate with a refresh started), or the entry to revalidate (or None) for
-COLLAPSE and FETCH.
+Called for cacheable methods (GET, HEAD) after RECV. ``hash_key`` sets ``ctx.key``; the pipeline then asks
+the cache facade's tiers (memory without awaiting, the lower tiers only on a memory miss) and ``reuse``
+applies the bans and the pure reuse rules (RFC 9111 §4, RFC 5861). Its ``Found`` says what comes next: a
+response to deliver now (fresh hit, or stale within stale-while-revalidate with a refresh started), or
+the entry to revalidate (or None) for COLLAPSE and FETCH.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from proxy.cache.entry import CacheEntry
 from proxy.http.cache_control import CacheControl, parse_cache_control, pragma_no_cache
@@ -21,14 +19,9 @@ from proxy.pipeline.parts import Parts
 from proxy.pipeline.refresh import refresh_in_background
 from proxy.pipeline.runtime import BehaviourRuntime
 
-
-@dataclass(slots=True)
-class Found:
-    """LOOKUP's outcome: ``response`` to deliver at once, else ``entry`` (stale, to revalidate) or None."""
-
-    response: EdgeResponse | None
-    entry: CacheEntry | None
-    request_cc: CacheControl
+# LOOKUP's outcome: a response to deliver at once, else the stored entry to revalidate (or None), and the
+# request's parsed Cache-Control (read again by the pipeline for only-if-cached and no-store).
+Found = tuple[EdgeResponse | None, CacheEntry | None, CacheControl]
 
 
 def hash_key(ctx: RequestContext, behaviour: BehaviourRuntime) -> str:
@@ -41,23 +34,25 @@ def hash_key(ctx: RequestContext, behaviour: BehaviourRuntime) -> str:
     return ctx.key
 
 
-async def lookup(parts: Parts, ctx: RequestContext, behaviour: BehaviourRuntime) -> Found:
-    """LOOKUP for ``ctx.key``. A fresh memory hit never awaits."""
+def reuse(
+    parts: Parts,
+    ctx: RequestContext,
+    behaviour: BehaviourRuntime,
+    entry: CacheEntry | None,
+    miss_reason: FwdReason,
+) -> Found:
+    """LOOKUP's decision, once the tiers gave ``entry`` (or None, with the reason of the miss): the bans,
+    then the pure reuse rules (RFC 9111 §4.2, §5.2; RFC 5861 §3). Synchronous: a memory hit never awaits."""
     request = ctx.request
-    key = ctx.key
-    assert key is not None
     cache = parts.cache
-    entry, miss_reason = cache.lookup_memory(key, request.headers)
-    if entry is None and cache.lower:
-        entry, ctx.tier = await cache.lookup_lower(key, request.headers)
     if entry is not None and cache.bans:
-        entry = cache.admit_bans(key, entry)
+        entry = cache.admit_bans(ctx.key or "", entry)
         if entry is None:
             miss_reason = FwdReason.MISS
     request_cc = parse_cache_control(request.headers.get("Cache-Control"))
     if entry is None:
         ctx.fwd = miss_reason
-        return Found(None, None, request_cc)
+        return None, None, request_cc
     honour = behaviour.honour_request_cache_control
     decision, reason = reuse_decision(
         entry_age=entry.age(ctx.now),
@@ -75,7 +70,7 @@ async def lookup(parts: Parts, ctx: RequestContext, behaviour: BehaviourRuntime)
     )
     if decision is ReuseDecision.FRESH:
         ctx.result = CacheResult.HIT
-        return Found(parts.deliver.from_entry(ctx, entry, hit=True), entry, request_cc)
+        return parts.deliver.from_entry(ctx, entry, hit=True), entry, request_cc
     ctx.fwd = reason or FwdReason.STALE
     # RFC 5861 §3: within stale-while-revalidate, serve stale now and refresh in the background.
     if decision is ReuseDecision.STALE and within_stale_window(
@@ -83,5 +78,5 @@ async def lookup(parts: Parts, ctx: RequestContext, behaviour: BehaviourRuntime)
     ):
         refresh_in_background(parts, ctx, behaviour, entry)
         ctx.result = CacheResult.STALE
-        return Found(parts.deliver.from_entry(ctx, entry, hit=False), entry, request_cc)
-    return Found(None, entry, request_cc)
+        return parts.deliver.from_entry(ctx, entry, hit=False), entry, request_cc
+    return None, entry, request_cc

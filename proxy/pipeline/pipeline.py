@@ -35,7 +35,7 @@ from proxy.pipeline.context import RequestContext
 from proxy.pipeline.deliver import Deliverer
 from proxy.pipeline.fetch import fetch, function_failed
 from proxy.pipeline.invalidate import invalidate
-from proxy.pipeline.lookup import hash_key, lookup
+from proxy.pipeline.lookup import hash_key, reuse
 from proxy.pipeline.parts import Parts
 from proxy.pipeline.recv import recv
 from proxy.pipeline.runtime import CACHEABLE_METHODS, BehaviourRuntime, Runtime
@@ -124,6 +124,10 @@ class Pipeline:
     def deliver(self) -> Deliverer:
         return self.parts.deliver
 
+    @property
+    def background(self) -> Background:
+        return self.parts.background
+
     async def close(self) -> None:
         """Stop background refreshes and fills; called once at shutdown."""
         await self.parts.background.close()
@@ -140,8 +144,13 @@ class Pipeline:
             response = await recv(parts, ctx)  # RECV (routes: sets ctx.behaviour)
             behaviour = ctx.behaviour
             assert behaviour is not None
-            if response is None:
-                response = await self._after_recv(ctx, behaviour)
+            if response is None:  # not answered in RECV (verdicts, redirects, functions' answers, 405, 508)
+                if ctx.request.upgrade is not None:
+                    response = await upgrade(parts, ctx, behaviour)  # a WebSocket handshake: never cached
+                elif ctx.request.method in CACHEABLE_METHODS:
+                    response = await self._cacheable(ctx, behaviour)
+                else:
+                    response = await self._origin_only(ctx, behaviour)
             # DELIVER's last step, on every answer (the edge's own included), per viewer: never stored.
             for hook in behaviour.hooks.viewer_response:
                 response = await hook.viewer_response(ctx, response)
@@ -149,32 +158,24 @@ class Pipeline:
             response = await function_failed(parts, ctx)
         return ctx, response
 
-    async def _after_recv(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
-        """The request passed RECV: a WebSocket handshake, a cacheable request, or one for the origin only."""
-        parts = self.parts
-        if ctx.request.upgrade is not None:
-            return await upgrade(parts, ctx, behaviour)
-        if ctx.request.method in CACHEABLE_METHODS:
-            return await self._cacheable(ctx, behaviour)
-        ctx.result = CacheResult.BYPASS
-        ctx.fwd = FwdReason.METHOD
-        response = await fetch(parts, ctx, behaviour, fill=False, entry=None)  # FETCH (never stored)
-        invalidate(parts, ctx, response)  # RFC 9111 §4.4
-        return response
-
     async def _cacheable(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
         """GET and HEAD: HASH → LOOKUP → (hit: DELIVER) → COLLAPSE → FETCH → STORE → DELIVER."""
         parts = self.parts
-        hash_key(ctx, behaviour)  # HASH
-        found = await lookup(parts, ctx, behaviour)  # LOOKUP (a fresh memory hit never awaits)
-        if found.response is not None:
-            return found.response  # a fresh hit, or stale while one refresh runs
+        cache = parts.cache
+        headers = ctx.request.headers
+        key = hash_key(ctx, behaviour)  # HASH
+        entry, miss_reason = cache.lookup_memory(key, headers)  # LOOKUP: memory, never awaits
+        if entry is None and cache.lower:
+            entry, ctx.tier = await cache.lookup_lower(key, headers)  # then the lower tiers, promoted
+        response, entry, request_cc = reuse(parts, ctx, behaviour, entry, miss_reason)  # bans, RFC 9111 §4
+        if response is not None:
+            return response  # a fresh hit, or stale while one refresh runs
         honour = behaviour.honour_request_cache_control
         # RFC 9111 §5.2.1.7: only-if-cached and no stored response usable as is → 504, never the origin.
-        if honour and found.request_cc.only_if_cached:
+        if honour and request_cc.only_if_cached:
             ctx.synth = SynthReason.ORIGIN_TIMEOUT
             return parts.deliver.synthetic(ctx, 504, "Gateway Timeout (only-if-cached)\n")
-        if honour and found.request_cc.no_store:
+        if honour and request_cc.no_store:
             # RFC 9111 §5.2.1.5: a request no-store forbids storing what comes back.
             ctx.not_stored = NotStoredReason.NO_STORE
             return await fetch(parts, ctx, behaviour, fill=False, entry=None)
@@ -182,9 +183,18 @@ class Pipeline:
             collapsed = await collapse(parts, ctx)  # COLLAPSE: one origin fetch per key
             if collapsed is not None:
                 return collapsed
-            return await fetch(parts, ctx, behaviour, fill=True, entry=found.entry)  # FETCH → STORE → DELIVER
+            return await fetch(parts, ctx, behaviour, fill=True, entry=entry)  # FETCH → STORE → DELIVER
         finally:
             settle(ctx)  # a streaming fill took the lease and settles once its body is complete
+
+    async def _origin_only(self, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse:
+        """Other methods: FETCH, never stored; a non-error answer invalidates what it names (RFC 9111
+        §4.4)."""
+        ctx.result = CacheResult.BYPASS
+        ctx.fwd = FwdReason.METHOD
+        response = await fetch(self.parts, ctx, behaviour, fill=False, entry=None)
+        invalidate(self.parts, ctx, response)
+        return response
 
     def refuse(
         self, request: EdgeRequest, answer: Answer, ctx: RequestContext | None = None

@@ -16,7 +16,6 @@ from proxy.http.status import reason_phrase
 from proxy.messages import EdgeResponse, Verdict
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.parts import Parts
-from proxy.pipeline.runtime import BehaviourRuntime
 
 
 async def recv(parts: Parts, ctx: RequestContext) -> EdgeResponse | None:
@@ -48,13 +47,9 @@ async def recv(parts: Parts, ctx: RequestContext) -> EdgeResponse | None:
         if answer is not None:
             ctx.blocked = BlockReason.EDGE_FUNCTION
             return parts.deliver.generated(ctx, answer)
-    return allowed_method(parts, ctx, behaviour)
-
-
-def allowed_method(parts: Parts, ctx: RequestContext, behaviour: BehaviourRuntime) -> EdgeResponse | None:
-    """A 405 for a method the behaviour does not allow (RFC 9110 §15.5.6, with ``Allow``), else None."""
     if ctx.request.method in behaviour.methods:
         return None
+    # RFC 9110 §15.5.6: 405 with the methods the behaviour allows.
     ctx.synth = SynthReason.METHOD_NOT_ALLOWED
     return parts.deliver.synthetic(ctx, 405, "Method Not Allowed\n", CIMultiDict({"Allow": behaviour.allow}))
 
