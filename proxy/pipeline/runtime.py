@@ -136,7 +136,9 @@ def build_runtime(config: EdgeConfig) -> Runtime:
                 keys=KeyBuilder(behaviour.cache_key),
                 ttl=ttl,
                 group=groups[behaviour.origin] if behaviour.origin is not None else None,
-                policies=BehaviourPolicies.from_config(behaviour),
+                policies=BehaviourPolicies.from_config(
+                    behaviour, https_port=config.server.tls.listen.port if config.server.tls else 443
+                ),
                 functions=_functions(config, index, behaviour),
                 honour_request_cache_control=ttl is None,
                 forwarding=resolve_forwarding(

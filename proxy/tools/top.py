@@ -1,0 +1,12 @@
+"""``edgeproxy top``: not written yet in this commit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(args: argparse.Namespace) -> int:
+    """Not available yet: says so, exit 2."""
+    print("edgeproxy top: not available yet", file=sys.stderr)
+    return 2
