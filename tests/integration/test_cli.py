@@ -150,7 +150,7 @@ def test_check_refuses_an_absurd_header_limit_with_its_line(tmp_path: Path) -> N
 
 def test_check_every_bundled_config() -> None:
     configs = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
-    configs.append(REPO / "proxy" / "demo" / "edge.yaml")
+    configs += sorted((REPO / "proxy" / "demo").glob("*.yaml"))
     assert len(configs) >= 5
     env = {**os.environ, "EDGEPROXY_ADMIN_TOKEN": "test-token"}  # what docker-compose.yml passes
     for config in configs:
