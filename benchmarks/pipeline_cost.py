@@ -17,7 +17,6 @@ least disturbed measurement. For an instruction count that load cannot disturb, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import socket
 import subprocess
@@ -101,7 +100,9 @@ async def measure(port: int, hits: int, misses: int, rounds: int) -> dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hits", type=int, default=20_000)
     parser.add_argument("--misses", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=7)
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         origin.terminate()
         origin.wait(timeout=10)
-    print(f"hit  {result['hit_us']:8.1f} µs/request (best of {args.rounds} × {args.hits})")
-    print(f"miss {result['miss_us']:8.1f} µs/request (best of {args.rounds} × {args.misses}, no-store, keep-alive)")
+    print(f"hit  {result['hit_us']:8.1f} µs/request (best of {args.rounds} runs of {args.hits})")
+    print(f"miss {result['miss_us']:8.1f} µs/request (best of {args.rounds} runs of {args.misses}, no-store)")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

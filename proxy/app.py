@@ -33,6 +33,7 @@ from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.http1 import H1Server, make_server
 from proxy.server.tls import TlsContext
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
+from proxy.startup import NOTHING_TO_RELOAD, ORIGIN_SOURCE, listen_failure, startup_line
 
 log = logging.getLogger("edgeproxy")
 
@@ -90,6 +91,7 @@ class Edge:
         self.addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
         self._retired: set[asyncio.Task[None]] = set()
+        self.binding: tuple[str, ListenAddress] | None = None  # the listener being bound (for errors)
 
     async def start(self, listen: tuple[ListenAddress, ...] | None = None) -> list[tuple[str, int]]:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
@@ -98,6 +100,7 @@ class Edge:
         front = make_server(self.pipeline, self.config.server)
         self._front = front
         for address in listen or self.config.server.listen:
+            self.binding = ("--listen" if listen else "server.listen", address)
             await front.listen(address.host, address.port, reuse_port=self._reuse_port)
         self.addresses = list(front.addresses)
         await self._start_tls()
@@ -116,6 +119,7 @@ class Edge:
         front = make_server(self.pipeline, self.config.server, scheme="https")
         self._tls_front = front
         address = listen or tls.listen
+        self.binding = ("server.tls.listen", address)
         await front.listen(
             address.host, address.port, ssl_context=self.tls.context, reuse_port=self._reuse_port
         )
@@ -141,6 +145,7 @@ class Edge:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         address = listen or admin.listen
+        self.binding = ("admin.listen", address)
         site = web.TCPSite(runner, address.host, address.port, reuse_port=self._reuse_port or None)
         await site.start()
         self._admin_runner = runner
@@ -245,9 +250,9 @@ async def serve(
         print(f"edgeproxy: {exc}", file=sys.stderr)
         return 2
     try:
-        addresses = await edge.start(listen)
+        await edge.start(listen)
     except OSError as exc:
-        print(f"edgeproxy: cannot listen: {exc}", file=sys.stderr)
+        print(f"edgeproxy: {listen_failure(exc, edge.binding, config)}", file=sys.stderr)
         await edge.stop()
         return 1
     stop = asyncio.Event()
@@ -259,17 +264,15 @@ async def serve(
         reloads: set[asyncio.Task[None]] = set()
 
         def on_hup() -> None:
+            if config.source_file == ORIGIN_SOURCE:
+                print(f"edgeproxy: SIGHUP: {NOTHING_TO_RELOAD}", file=sys.stderr)
+                return
             task = loop.create_task(_reload_quietly(edge))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
-    shown = ", ".join(
-        [f"http://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in addresses]
-        + [f"https://{h if ':' not in h else f'[{h}]'}:{p}" for h, p in edge.tls_addresses]
-    )
-    source = f"config {config.source_file}, pid {os.getpid()}"
-    print(f"edgeproxy {config.server.name}: serving on {shown} ({source})", file=sys.stderr)
+    print(startup_line(edge, os.getpid()), file=sys.stderr)
     if ready_fd is not None:
         with contextlib.suppress(OSError):
             os.write(ready_fd, b"1")

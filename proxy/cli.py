@@ -1,4 +1,4 @@
-"""The command line: ``edgeproxy serve | check | sign`` (also ``python -m proxy …``).
+"""The command line: ``edgeproxy serve | check | sign | init | replay | top`` (also ``python -m proxy …``).
 
 ``main(argv)`` is the console-script entry point; it returns the process exit code: 0 on success, 2 for a
 bad config or bad arguments (the messages name file, line and key; never a traceback), 1 when the edge
@@ -15,15 +15,18 @@ from proxy.edge import sign_command
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
 from proxy.settings.model import parse_listen
 from proxy.settings.report import behaviour_table, forwarding_lines, inactive_keys
+from proxy.starter import DEMO_CONFIG, version
 
-DEFAULT_CONFIG = "config/edge.yaml"
+DEFAULT_CONFIG = str(DEMO_CONFIG)  # the demo edge installed with the package (proxy/demo/edge.yaml)
+_DEFAULT_SHOWN = "the bundled demo edge"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeproxy", description="A caching CDN edge.")
+    parser.add_argument("--version", action="version", version=f"edgeproxy {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the edge")
-    serve.add_argument("--config", default=None, help=f"config file (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--config", default=None, help=f"config file (default: {_DEFAULT_SHOWN})")
     serve.add_argument("--listen", action="append", help="HOST:PORT to listen on (overrides server.listen)")
     serve.add_argument(
         "--origin", help="front this origin URL with one default '*' behaviour (no config file needed)"
@@ -31,9 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     # Internal: set by the worker supervisor on the processes it starts (server.workers > 1).
     serve.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     check = commands.add_parser("check", help="validate a config and show its behaviours")
-    check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})")
+    check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {_DEFAULT_SHOWN})")
     sign = commands.add_parser("sign", help="print a signed URL (or signed cookie) for a signed behaviour")
     sign_command.add_arguments(sign, DEFAULT_CONFIG)
+    init = commands.add_parser("init", help="write an editable starter config and site into a folder")
+    init.add_argument("directory", nargs="?", default=".", help="folder for edge.yaml and site/ (default: .)")
+    from proxy.tools import cli_tools
+
+    cli_tools.add_commands(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -72,11 +80,35 @@ def _check(config: EdgeConfig) -> int:
     return 0
 
 
+def _init(directory: str) -> int:
+    from pathlib import Path
+
+    from proxy.starter import InitError, init
+
+    target = Path(directory)
+    try:
+        written = init(target)
+    except (InitError, OSError) as exc:
+        print(f"edgeproxy init: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}{'/' if path.is_dir() else ''}")
+    config = written[0]
+    print(f"next: edgeproxy check --config {config} && edgeproxy serve --config {config}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the command; returns the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "sign":
         return sign_command.run(args)
+    if args.command == "init":
+        return _init(args.directory)
+    if args.command in ("replay", "top"):
+        from proxy.tools import cli_tools
+
+        return cli_tools.run(args)
     try:
         listen = _listen(getattr(args, "listen", None))
         config = _load(args)

@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"
-DEMO_CONFIG = REPO / "config" / "edge.yaml"
+DEMO_CONFIG = REPO / "proxy" / "demo" / "container.yaml"  # the config the image runs
 README = REPO / "README.md"
 
 # Where the image keeps its configuration, and the repo folder that is copied there.
@@ -249,7 +249,9 @@ def test_dockerfile_cmd_config_is_the_copied_demo_config() -> None:
     config_path = PurePosixPath(_cmd_config_path())
     assert config_path.is_relative_to(IMAGE_CONFIG_DIR), config_path
     repo_file = _image_path_to_repo(config_path)
-    assert repo_file == DEMO_CONFIG, f"CMD's --config {config_path} is not a COPY of config/edge.yaml"
+    assert repo_file == DEMO_CONFIG, (
+        f"CMD's --config {config_path} is not a COPY of proxy/demo/container.yaml"
+    )
 
 
 def test_dockerfile_exposes_the_port_it_listens_on() -> None:
@@ -260,13 +262,40 @@ def test_dockerfile_exposes_the_port_it_listens_on() -> None:
         for word in args.split()
     }
     listens = _container_listens(_load_yaml(DEMO_CONFIG))
-    _assert_reachable_from_outside(listens, "the image (CMD --listen / config/edge.yaml)")
+    _assert_reachable_from_outside(listens, "the image (CMD --listen / proxy/demo/container.yaml)")
     demo_ports = {port for _, port in listens}
     assert demo_ports <= exposed, f"the image listens on {demo_ports} but exposes {exposed}"
     healthchecks = [args for instruction, args in _dockerfile_instructions() if instruction == "HEALTHCHECK"]
     assert healthchecks, "the Dockerfile has no HEALTHCHECK"
-    ports_probed = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", healthchecks[-1])}
-    assert ports_probed and ports_probed <= demo_ports, f"HEALTHCHECK probes {ports_probed}"
+    probes = re.findall(r"127\.0\.0\.1:(\d+)(/\S*?)'", healthchecks[-1])
+    admin = _admin_listen(_load_yaml(DEMO_CONFIG))
+    assert admin is not None, "the image's config has no admin listener for the HEALTHCHECK"
+    # Liveness from the admin listener's /healthz, never through to an origin.
+    assert probes == [(str(admin[1]), "/healthz")], f"HEALTHCHECK probes {probes}"
+
+
+def test_dockerfile_deps_layer_pins_and_stop() -> None:
+    instructions = _dockerfile_instructions()
+    args = [a for instruction, a in instructions if instruction == "ARG"]
+    froms = [a.split()[0] for instruction, a in instructions if instruction == "FROM"]
+    pinned = {a.partition("=")[0]: a.partition("=")[2] for a in args}
+    for image in froms:
+        resolved = pinned.get(image.strip("${}"), image)
+        assert re.search(r"@sha256:[0-9a-f]{64}$", resolved), f"FROM {image} is not pinned by digest"
+    assert "docker image inspect" in DOCKERFILE.read_text(), "no comment on how to bump the digest"
+    # Dependencies in their own layer: installed before the code is copied.
+    order = [(i, a) for i, a in instructions if i in ("COPY", "RUN")]
+    deps = next(n for n, (i, a) in enumerate(order) if i == "RUN" and "requirements" in a)
+    code = next(n for n, (i, a) in enumerate(order) if i == "COPY" and a.startswith("proxy/"))
+    assert deps < code
+    assert [a for i, a in order if i == "RUN" and "--no-deps" in a], "the package reinstalls its dependencies"
+    assert "--listen" not in _cmd_argv()
+    assert [a for i, a in instructions if i == "STOPSIGNAL"] == ["SIGTERM"]
+    for name in EDGE_SERVICES:
+        grace = str(_services()[name].get("stop_grace_period", ""))
+        assert grace.endswith("s") and int(grace[:-1]) > 30, f"{name}: stop_grace_period {grace!r}"
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and "!proxy/" in ignored
 
 
 # --------------------------------------------------------------------------------------------------

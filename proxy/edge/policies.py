@@ -125,12 +125,15 @@ class BehaviourPolicies:
     response_remove: tuple[str, ...]
     cors: Cors | None
     error_pages: Mapping[int, str]
+    https_port: int = 443
 
     @classmethod
-    def from_config(cls, config: BehaviourConfig) -> BehaviourPolicies | None:
-        """The compiled policies of a behaviour, or None when it declares none."""
+    def from_config(cls, config: BehaviourConfig, https_port: int = 443) -> BehaviourPolicies | None:
+        """The compiled policies of a behaviour, or None when it declares none. ``https_port`` is the TLS
+        listener's port (``server.tls.listen``), where ``redirect-to-https`` sends viewers."""
         policies = cls(
             viewer_protocol=config.viewer_protocol,
+            https_port=https_port if config.viewer_protocol == "redirect-to-https" else 443,
             redirect_to=config.redirect.to if config.redirect is not None else None,
             redirect_status=config.redirect.status if config.redirect is not None else 301,
             rewrite=(re.compile(config.rewrite.from_), config.rewrite.to)
@@ -156,7 +159,7 @@ class BehaviourPolicies:
         if self.viewer_protocol != "allow" and request.scheme != "https":
             if self.viewer_protocol == "https-only":
                 return Verdict(403, BlockReason.HTTPS_ONLY, "HTTPS required\n")
-            location = f"https://{request.host}{request.target}"
+            location = f"https://{https_authority(request.host, self.https_port)}{request.target}"
             return Verdict(
                 301, BlockReason.REDIRECT_TO_HTTPS, "Moved Permanently\n", CIMultiDict({"Location": location})
             )
@@ -195,6 +198,16 @@ class BehaviourPolicies:
             headers[name] = value
         if self.cors is not None:
             self.cors.decorate(request, headers)
+
+
+def https_authority(host: str, https_port: int) -> str:
+    """The authority of a ``redirect-to-https`` Location: the viewer's host name without its port, then
+    the TLS listener's port unless it is 443, the default of the https scheme (RFC 9110 §4.2.2)."""
+    if host.startswith("["):  # an IPv6 literal, "[::1]:8080"
+        name = host[: host.find("]") + 1] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name if https_port in (443, 0) else f"{name}:{https_port}"
 
 
 _NOTHING = BehaviourPolicies(

@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 
 from proxy.http.conditional import evaluate_preconditions
 from proxy.http.dates import format_http_date
+from proxy.http.error_page import render as render_error_page
 from proxy.http.ranges import content_range, if_range_allows, multipart_byteranges, parse_range
 from proxy.origin.base import OriginRequest, OriginResponse
 
@@ -36,6 +37,20 @@ def _text(status: int, message: str, extra: CIMultiDict[str] | None = None) -> O
     if extra:
         headers.extend(extra)
     return OriginResponse(status=status, headers=headers, body=_once(body), content_length=len(body))
+
+
+def _not_found(request: OriginRequest) -> OriginResponse:
+    """A missing file: the edge's styled 404 page, HTML or plain text per ``Accept`` (hence ``Vary``; no
+    request id: the page may be cached per error_ttl)."""
+    content_type, body = render_error_page(
+        404,
+        "Not Found: no such file",
+        edge="edgeproxy",
+        request_id=None,
+        accept=request.headers.get("Accept"),
+    )
+    headers = CIMultiDict({"Content-Type": content_type, "Content-Length": str(len(body)), "Vary": "Accept"})
+    return OriginResponse(status=404, headers=headers, body=_once(body), content_length=len(body))
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -116,11 +131,11 @@ class StaticOrigin:
         except UnicodeDecodeError:
             file_path = None
         if file_path is None:
-            return _text(404, "Not Found\n")
+            return _not_found(request)
         try:
             info = await asyncio.to_thread(os.stat, file_path)
         except (OSError, ValueError):
-            return _text(404, "Not Found\n")
+            return _not_found(request)
         if stat.S_ISDIR(info.st_mode):
             # Behind a rewrite the viewer asked for another path than ours: the redirect names the viewer's
             # (and a viewer path that already ends in "/" gets the index, never a redirect loop).
@@ -134,11 +149,11 @@ class StaticOrigin:
             try:
                 info = await asyncio.to_thread(os.stat, file_path)
             except (OSError, ValueError):
-                return _text(404, "Not Found\n")
+                return _not_found(request)
             if self.resolve_real(file_path) is None:
-                return _text(404, "Not Found\n")
+                return _not_found(request)
         if not stat.S_ISREG(info.st_mode):
-            return _text(404, "Not Found\n")
+            return _not_found(request)
         return await self._file_response(request, file_path, info)
 
     def resolve_real(self, file_path: str) -> str | None:

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from multidict import CIMultiDict
 
 from proxy.cache.entry import CacheEntry
+from proxy.edge.verdicts import REQUEST_ID_HEADER, new_request_id
 from proxy.http.cache_status import append_cache_status, format_cache_status
 from proxy.http.conditional import NOT_MODIFIED_HEADERS, evaluate_preconditions
 from proxy.http.dates import parse_http_date
+from proxy.http.error_page import EDGE_PAGE_STATUSES
+from proxy.http.error_page import render as render_error_page
 from proxy.http.ranges import content_range, if_range_allows, multipart_byteranges, parse_range
 from proxy.http.reasons import CacheResult, SynthReason
 from proxy.messages import EdgeResponse
@@ -85,6 +88,8 @@ class Deliverer:
         headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})
         if extra:
             headers.extend(extra)
+        if status in EDGE_PAGE_STATUSES:
+            body = self._edge_page(ctx, status, text, headers)
         headers["Cache-Control"] = "no-store"
         detail = ctx.reason if ctx.synth is not None or ctx.blocked is not None else None
         status_member = format_cache_status(self.name, hit=False, fwd=ctx.fwd, detail=detail)
@@ -104,6 +109,17 @@ class Deliverer:
             return self.synthetic(ctx, 504, "Gateway Timeout: the origin did not answer in time\n")
         ctx.synth = SynthReason.ORIGIN_UNREACHABLE
         return self.synthetic(ctx, 502, "Bad Gateway: the origin could not be reached\n")
+
+    def _edge_page(self, ctx: RequestContext, status: int, text: str, headers: CIMultiDict[str]) -> bytes:
+        """The styled error page (HTML or plain text per Accept) naming the edge and the request id, which
+        also goes out in ``X-Request-Id``."""
+        request_id = headers.get(REQUEST_ID_HEADER) or getattr(ctx, "request_id", None) or new_request_id()
+        headers[REQUEST_ID_HEADER] = request_id
+        content_type, body = render_error_page(
+            status, text, edge=self.name, request_id=request_id, accept=ctx.request.headers.get("Accept")
+        )
+        headers["Content-Type"] = content_type
+        return body
 
     def generated(self, ctx: RequestContext, response: EdgeResponse) -> EdgeResponse:
         """A response an edge function made in viewer_request: decorated like SYNTH, never stored, and

@@ -143,7 +143,9 @@ def build_runtime(
         ttl = None
         if behaviour.ttl is not None:
             ttl = TTLPolicy(min=behaviour.ttl.min, default=behaviour.ttl.default, max=behaviour.ttl.max)
-        policies = BehaviourPolicies.from_config(behaviour)
+        policies = BehaviourPolicies.from_config(
+            behaviour, https_port=config.server.tls.listen.port if config.server.tls else 443
+        )
         functions = _functions(config, index, behaviour)
         behaviours.append(
             BehaviourRuntime(

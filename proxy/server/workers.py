@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.settings import ConfigError, load_config
+from proxy.startup import NOTHING_TO_RELOAD
 
 log = logging.getLogger("edgeproxy")
 
@@ -138,6 +139,9 @@ class Supervisor:
         """SIGHUP: check the config, start new workers on it, then retire the old ones gracefully."""
         assert self._reloading is not None
         async with self._reloading:
+            if self._config_path is None:
+                self._say(f"SIGHUP: {NOTHING_TO_RELOAD}")
+                return
             if self._config_path is not None:
                 try:
                     config = load_config(self._config_path)

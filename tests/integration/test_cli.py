@@ -27,7 +27,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_default_config() -> None:
-    result = run_cli("check", "--config", "config/edge.yaml")
+    result = run_cli("check")  # the demo edge installed with the package
     assert result.returncode == 0, result.stderr
     assert "/assets/*" in result.stdout and "site" in result.stdout
 
@@ -150,6 +150,7 @@ def test_check_refuses_an_absurd_header_limit_with_its_line(tmp_path: Path) -> N
 
 def test_check_every_bundled_config() -> None:
     configs = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
+    configs += sorted((REPO / "proxy" / "demo").glob("*.yaml"))
     assert len(configs) >= 5
     env = {**os.environ, "EDGEPROXY_ADMIN_TOKEN": "test-token"}  # what docker-compose.yml passes
     for config in configs:

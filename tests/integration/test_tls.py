@@ -73,11 +73,12 @@ behaviours:
             async with session.get(f"https://127.0.0.1:{tls_port}/page") as response:
                 assert response.status == 200 and await response.text() == "secret page"
             assert origin.seen[-1].headers["X-Forwarded-Proto"] == "https"
-            async with session.get(
-                f"http://127.0.0.1:{http_port}/page", allow_redirects=False, headers={"Host": "127.0.0.1"}
-            ) as response:
+            async with session.get(f"http://127.0.0.1:{http_port}/page", allow_redirects=False) as response:
+                # To the TLS listener's port, not the plain-HTTP port the viewer used.
                 assert response.status == 301
-                assert response.headers["Location"] == "https://127.0.0.1/page"
+                assert response.headers["Location"] == f"https://127.0.0.1:{tls_port}/page"
+            async with session.get(response.headers["Location"]) as followed:
+                assert followed.status == 200 and await followed.text() == "secret page"
             async with session.get(f"http://127.0.0.1:{http_port}/open") as response:
                 assert response.status == 200
     finally:

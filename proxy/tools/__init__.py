@@ -1,0 +1,1 @@
+"""Operator tools beside the server: ``edgeproxy replay`` (what-if cache simulator) and ``edgeproxy top``."""
