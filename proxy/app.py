@@ -183,6 +183,9 @@ class Edge:
     def shared_available(self) -> bool | None:
         return self.shared.available if self.shared is not None else None
 
+    def listening(self) -> bool:
+        return self._front is not None and bool(self.addresses)
+
     async def reload(self) -> None:
         """Re-read the config file and switch this process to it (single-process mode; with workers the
         supervisor starts new processes instead). The memory tier and its contents are kept; in-flight

@@ -5,11 +5,14 @@ to calls on an ``AdminOps`` (what the edge provides: bans, stores, metrics, relo
 
 - ``POST /invalidations {"paths": [...]}`` → 201 + ``Location``; ``GET /invalidations/{id}`` → 200 / 404
 - ``POST /purge {"tags": [...], "soft": false}`` → 200
-- ``GET /healthz`` → 200 / 503 · ``GET /stats`` → 200 · ``GET /metrics`` → Prometheus text
+- ``GET /healthz`` (liveness) → 200 · ``GET /readyz`` (readiness) → 200 / 503
+- ``GET /stats`` → 200 · ``GET /metrics`` → Prometheus text
 - ``POST /reload`` → 200 / 500
 
 Security: with a non-empty token every request (unknown paths and wrong methods included) first has to
 carry ``Authorization: Bearer <token>``, else it gets 401 ``{"error": "unauthorized"}`` and nothing else.
+The two probes are the exception: ``GET /healthz`` and ``GET /readyz`` answer without the token, with
+their status word only (``{"status": "pass"}``); with the token they add their checks.
 Error bodies are fixed sentences or validation messages: no tracebacks, no exception texts, no file paths
 (unexpected exceptions are logged and answered 500 ``{"error": "internal error"}``). Request bodies are
 bounded; every answer says ``Server: edgeproxy`` and ``Cache-Control: no-store``.
@@ -129,7 +132,14 @@ class AdminOps(Protocol):
         ...
 
     async def healthz(self) -> tuple[bool, JSONObject]:
-        """Called by ``GET /healthz``: (healthy, details); 200 when healthy, else 503."""
+        """Called by ``GET /healthz`` with the token: (healthy, details); 200 when healthy, else 503.
+        (Without the token the probe answers 200 itself: the process and its event loop are alive.)"""
+        ...
+
+    async def readyz(self) -> tuple[bool, JSONObject]:
+        """Called by ``GET /readyz``: (ready, checks): ready once the listeners are up on a loaded config,
+        whether the shared tier answers or the edge serves degraded without it; 200 when ready, else 503.
+        The checks are shown only with the token."""
         ...
 
     async def reload(self) -> JSONObject:
@@ -273,10 +283,30 @@ async def _post_purge(request: web.Request) -> web.Response:
     return _json(result)
 
 
+_AUTHORIZED = web.RequestKey("admin_authorized", bool)
+_PROBES = frozenset({"/healthz", "/readyz"})
+"""Paths answered without the token (orchestrators' probes), with nothing but their status."""
+
+
+def _authorized(request: web.Request) -> bool:
+    return bool(request.get(_AUTHORIZED, True))
+
+
 async def _get_healthz(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _json({"status": "pass"})  # liveness: this process answers HTTP
     ops = request.app[_OPS]
     healthy, details = await _call(request, ops.healthz)
     return _json({"status": "pass" if healthy else "fail", "checks": details}, 200 if healthy else 503)
+
+
+async def _get_readyz(request: web.Request) -> web.Response:
+    ops = request.app[_OPS]
+    ready, checks = await _call(request, ops.readyz)
+    body: JSONObject = {"status": "pass" if ready else "fail"}
+    if _authorized(request):
+        body["checks"] = checks
+    return _json(body, 200 if ready else 503)
 
 
 async def _get_stats(request: web.Request) -> web.Response:
@@ -311,6 +341,10 @@ def _auth_middleware(token: str) -> Any:
                 given = credentials.strip()
         # Digests have a fixed length, so the comparison time says nothing about the token's length either.
         if not given or not hmac.compare_digest(_digest(given), expected):
+            if request.path in _PROBES and request.method in ("GET", "HEAD"):
+                request[_AUTHORIZED] = False
+                probe: web.StreamResponse = await handler(request)
+                return probe
             return _error(401, "unauthorized", unauthorized_headers)
         response: web.StreamResponse = await handler(request)
         return response
@@ -369,6 +403,7 @@ def make_admin_app(
     app.router.add_get("/invalidations/{id}", _get_invalidation)
     app.router.add_post("/purge", _post_purge)
     app.router.add_get("/healthz", _get_healthz)
+    app.router.add_get("/readyz", _get_readyz)
     app.router.add_get("/stats", _get_stats)
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_post("/reload", _post_reload)

@@ -82,6 +82,9 @@ class AdminSurface(Protocol):
     def shared_available(self) -> bool | None:
         """Whether the shared tier answers, or None without one."""
 
+    def listening(self) -> bool:
+        """Whether the viewer listeners are up and accepting (False before start and once stopping)."""
+
     async def reload(self) -> None:
         """Re-read the config file and switch to it; raises ``ConfigError`` when it has errors."""
 
@@ -252,6 +255,19 @@ class EdgeAdmin:
             "origins": states,
             "shared": self.edge.shared_available(),
         }
+
+    async def readyz(self) -> tuple[bool, dict[str, Any]]:
+        edge = self.edge
+        listening = edge.listening()
+        shared = edge.shared_available()
+        # A shared tier that does not answer leaves the edge serving from memory and origins: degraded,
+        # still ready (taking it out of rotation would only move its load to the other edges).
+        checks = {
+            "listeners": "pass" if listening else "fail",
+            "config": "pass",
+            "shared": None if shared is None else ("pass" if shared else "degraded"),
+        }
+        return listening, checks
 
     async def reload(self) -> dict[str, Any]:
         if self.edge.supervised:
