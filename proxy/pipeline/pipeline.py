@@ -71,7 +71,7 @@ from proxy.http.targeted import effective_cache_control, surrogate_capability
 from proxy.http.validation import freshens, update_stored_headers
 from proxy.messages import EdgeRequest, EdgeResponse, Guard
 from proxy.observability.access_log import AccessLog
-from proxy.observability.stats import PipelineStats
+from proxy.observability.stats import PipelineStats, counted
 from proxy.origin.base import (
     Origin,
     OriginError,
@@ -213,7 +213,7 @@ class Pipeline:
         extra: CIMultiDict[str] = CIMultiDict(answer.headers)
         text = ""
         if answer.status >= 400:
-            request_id = new_request_id()
+            request_id = ctx.request_id = new_request_id()
             extra[REQUEST_ID_HEADER] = request_id
             text = f"{answer.status} {reason_phrase(answer.status)}\nrequest id: {request_id}\n"
         return ctx, self.deliver.synthetic(ctx, answer.status, text, extra)
@@ -264,6 +264,7 @@ class Pipeline:
             verdict = guard.check(ctx)
             if verdict is not None:
                 ctx.blocked = verdict.reason
+                ctx.request_id = verdict.headers.get(REQUEST_ID_HEADER) if verdict.headers else None
                 body = verdict.body or f"{verdict.status} {reason_phrase(verdict.status)}\n"
                 return self.deliver.synthetic(ctx, verdict.status, body, verdict.headers)
         policies = behaviour.policies
@@ -725,6 +726,8 @@ class Pipeline:
                 continue
             response_time = self._clock()
             stats.origin_seconds += response_time - request_time
+            ctx.origin_seconds = response_time - request_time
+            response.body = counted(response.body, ctx)
             if not group.should_fail_over(response.status):
                 health.record_success(self._monotonic())
                 break
@@ -1099,6 +1102,7 @@ class Pipeline:
         stats.bytes_sent += bytes_sent
         if ctx.tried is not None and len(ctx.tried) > 1:
             stats.failovers += 1
+        stats.record(ctx, ctx.now)
         self.access_log.write(ctx)
 
 
