@@ -18,7 +18,8 @@ header{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;align-items:baseline;padding
 border-bottom:1px solid var(--line)}
 header h1{font-size:1.1rem;margin:0}header span{color:var(--dim)}
 main{display:grid;gap:.8rem;padding:.8rem;grid-template-columns:repeat(4,minmax(0,1fr))}
-section{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:.7rem .8rem;min-width:0}
+section{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:.7rem .8rem;min-width:0;
+overflow-x:auto}
 section h2{font-size:.8rem;text-transform:uppercase;letter-spacing:.05em;color:var(--dim);margin:0 0 .4rem}
 .wide{grid-column:span 2}.full{grid-column:1/-1}
 .kpi{font-size:1.7rem;font-weight:600;font-variant-numeric:tabular-nums}.sub{color:var(--dim);font-size:.8rem}
@@ -34,7 +35,7 @@ background:var(--line)}.bar div{height:100%}
 #state{margin-left:auto}.stale-data{color:var(--error)}
 @media (max-width:900px){main{grid-template-columns:repeat(2,minmax(0,1fr))}}
 @media (max-width:560px){main{grid-template-columns:minmax(0,1fr)}.wide{grid-column:auto}
-.kpi{font-size:1.4rem}td:first-child{max-width:11rem}}
+.kpi{font-size:1.4rem}td:first-child{max-width:11rem}td,th{white-space:normal;padding:.2rem}}
 """
 
 PAGE = (
@@ -136,7 +137,7 @@ dot.className="dot "+o.state;s.append(dot,o.name);return[s,o.state+(o.last_error
 rows("top-urls",d.top_urls,u=>[u.path,num(u.requests),bytes(u.bytes)]);
 rows("top-misses",d.top_misses,u=>[u.path,num(u.requests),bytes(u.bytes)]);
 const t=d.tiers;const tiers=[["memory",t.memory],["disk",t.disk],["shared",t.shared]];
-rows("tiers",tiers,([n,v])=>v===null?[n,"–","–","–","not configured"]:n==="shared"?
+rows("tiers",tiers,([n,v])=>v===null?[n,"–","–","–","off"]:n==="shared"?
 [n+(v.available?" (up)":" (DOWN)"),"–","–","–","hits "+num(v.hits||0)+" · errors "+num((v.errors||0)+(v.timeouts||0))]:
 [n,num(v.entries),bytes(v.bytes),v.max_bytes?bytes(v.max_bytes):"–",num(v.evictions)]);
 rows("events",d.events,e=>[e.what.join(", "),e.kind+(e.soft?" (soft)":""),e.id,ago(e.time,d.time)]);
