@@ -242,6 +242,7 @@ class Edge:
         await asyncio.gather(*(front.shutdown(self._shutdown_grace) for front in fronts))
         for task in list(self._retired):
             task.cancel()
+        self.publisher.close()
         if self.coordinator is not None:
             await self.coordinator.close()
         await self.pipeline.close()

@@ -66,6 +66,12 @@ class Publisher:
         except OSError as exc:
             log.debug("cannot write the stats snapshot: %s", exc)
 
+    def close(self) -> None:
+        """Remove this worker's file at shutdown, so the sums drop it at once."""
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+
     async def run(self) -> None:
         """Publish every ``INTERVAL`` until cancelled; the file is removed when the task ends."""
         try:
@@ -76,9 +82,7 @@ class Publisher:
                     log.exception("stats snapshot failed")
                 await asyncio.sleep(INTERVAL)
         finally:
-            if self._path is not None:
-                with contextlib.suppress(OSError):
-                    self._path.unlink()
+            self.close()
 
 
 def read_snapshots(folder: str, now: float | None = None) -> list[dict[str, Any]]:

@@ -181,3 +181,24 @@ async def test_access_log_combined_format(make_edge: EdgeFactory, origin: Origin
         r'"GET /q\?x=1 HTTP/1\.1" 200 5 "http://ref\.test/\\x22quoted\\x22" "probe/1\.0"\n'
     )
     assert re.fullmatch(pattern, line), line
+
+
+async def test_the_grafana_dashboard_uses_only_metrics_we_export(
+    make_edge: EdgeFactory, origin: Origin
+) -> None:
+    edge = await traffic(make_edge, origin)
+    _, text = await admin_get(edge, "/metrics")
+    exported = set()
+    for family in text_string_to_metric_families(text):
+        exported |= {sample.name for sample in family.samples} | {family.name}
+        if family.type == "counter":  # a counter without samples yet (no guards here) is still exported
+            exported.add(family.name + "_total")
+    grafana = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+    dashboard = json.loads(grafana.read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\b((?:edgeproxy|process)_[a-z_]+)\{", target["expr"]))
+    assert len(used) > 20
+    shared = {name for name in used if name.startswith("edgeproxy_shared_")}  # only with a shared tier
+    assert used - shared <= exported, sorted(used - shared - exported)
