@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from proxy.cache.tiers import LowerTier
 from proxy.edge import build_guards, guard_stats
 from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
 from proxy.observability.access_log import AccessLog
+from proxy.observability.publish import GENERATION_ENV, STATS_DIR_ENV, Publisher
 from proxy.origin.health import OriginHealth
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
@@ -52,10 +52,12 @@ class Edge:
         self.runtime = build_runtime(config)
         memory = config.cache.memory
         self.memory = MemoryStore(memory.max_bytes, memory.max_object_bytes)
-        self.access_log = AccessLog(config.server.access_log)
+        self.access_log = AccessLog(config.server.access_log, fmt=config.server.access_log_format)
         shared = config.cache.shared
         self.shared = make_shared_store(shared) if shared is not None else None
         self.supervised = reuse_port  # a worker of the supervisor (server.workers > 1)
+        # The reload generation: the supervisor's for its workers, else 1 + reloads done in place.
+        self.generation = int(os.environ.get(GENERATION_ENV, "1")) if reuse_port else 1
         bans = BanList()
         # Bans, worker registry and the shield lock need Redis; a memcached shared tier is storage only.
         self.coordinator = (
@@ -82,6 +84,11 @@ class Edge:
         self.admin = EdgeAdmin(self)
         if self.coordinator is not None:
             self.coordinator.stats_provider = self.admin.local_snapshot
+        self.publisher = Publisher(
+            self.pipeline.stats.sample,
+            self.admin.local_snapshot,
+            os.environ.get(STATS_DIR_ENV) if reuse_port else None,
+        )
         self._shutdown_grace = shutdown_grace
         self._front: H1Server | None = None
         self._admin_runner: web.AppRunner | None = None
@@ -108,6 +115,10 @@ class Edge:
             await self.coordinator.start()
             self._share_rate_limits(self.coordinator)
         await self._start_admin()
+        self.publisher.publish_once()
+        task = asyncio.get_running_loop().create_task(self.publisher.run(), name="stats publisher")
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
         return self.addresses
 
     async def _start_tls(self, listen: ListenAddress | None = None) -> None:
@@ -190,6 +201,20 @@ class Edge:
     def shared_available(self) -> bool | None:
         return self.shared.available if self.shared is not None else None
 
+    def listening(self) -> bool:
+        return self._front is not None and bool(self.addresses)
+
+    @property
+    def stats_folder(self) -> str | None:
+        return self.publisher.folder_name
+
+    @property
+    def memory_max_bytes(self) -> int:
+        return self.config.cache.memory.max_bytes
+
+    def bans(self) -> tuple[Ban, ...]:
+        return self.pipeline.bans.snapshot()
+
     async def reload(self) -> None:
         """Re-read the config file and switch this process to it (single-process mode; with workers the
         supervisor starts new processes instead). The memory tier and its contents are kept; in-flight
@@ -202,10 +227,11 @@ class Edge:
         self.pipeline.runtime = runtime
         self.pipeline.guards = tuple(build_guards(config))
         self.config = config
+        self.generation += 1
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
-        log.warning("configuration reloaded from %s", config.source_file)
+        log.info("configuration reloaded from %s (generation %d)", config.source_file, self.generation)
 
     async def _retire(self, runtime: Runtime) -> None:
         await asyncio.sleep(self._shutdown_grace)
@@ -223,6 +249,7 @@ class Edge:
         await asyncio.gather(*(front.shutdown(self._shutdown_grace) for front in fronts))
         for task in list(self._retired):
             task.cancel()
+        self.publisher.close()
         if self.coordinator is not None:
             await self.coordinator.close()
         await self.pipeline.close()
@@ -247,12 +274,12 @@ async def serve(
     try:
         edge = Edge(config, reuse_port=reuse_port)
     except (ValueError, ConfigError) as exc:
-        print(f"edgeproxy: {exc}", file=sys.stderr)
+        log.error("edgeproxy: %s", exc)
         return 2
     try:
         await edge.start(listen)
     except OSError as exc:
-        print(f"edgeproxy: {listen_failure(exc, edge.binding, config)}", file=sys.stderr)
+        log.error("edgeproxy: %s", listen_failure(exc, edge.binding, config))
         await edge.stop()
         return 1
     stop = asyncio.Event()
@@ -265,20 +292,20 @@ async def serve(
 
         def on_hup() -> None:
             if config.source_file == ORIGIN_SOURCE:
-                print(f"edgeproxy: SIGHUP: {NOTHING_TO_RELOAD}", file=sys.stderr)
+                log.warning("edgeproxy: SIGHUP: %s", NOTHING_TO_RELOAD)
                 return
             task = loop.create_task(_reload_quietly(edge))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
-    print(startup_line(edge, os.getpid()), file=sys.stderr)
+    log.info("%s", startup_line(edge, os.getpid()))
     if ready_fd is not None:
         with contextlib.suppress(OSError):
             os.write(ready_fd, b"1")
             os.close(ready_fd)
     await stop.wait()
-    print("edgeproxy: shutting down", file=sys.stderr)
+    log.info("edgeproxy: shutting down")
     await edge.stop()
     return 0
 
@@ -287,10 +314,7 @@ async def _reload_quietly(edge: Edge) -> None:
     try:
         await edge.reload()
     except ConfigError as exc:
-        print(
-            f"edgeproxy: reload refused, the config has errors (still serving the old one):\n{exc}",
-            file=sys.stderr,
-        )
+        log.error("edgeproxy: reload refused, the config has errors (still serving the old one):\n%s", exc)
 
 
 def run_loop(main: Coroutine[Any, Any, int]) -> int:

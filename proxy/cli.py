@@ -8,10 +8,12 @@ cannot start (e.g. the port is taken).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from proxy.edge import sign_command
+from proxy.observability.logs import LEVELS, configure
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, config_for_origin, load_config
 from proxy.settings.model import parse_listen
 from proxy.settings.report import behaviour_table, forwarding_lines, inactive_keys
@@ -33,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Internal: set by the worker supervisor on the processes it starts (server.workers > 1).
     serve.add_argument("--worker-ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr lines (default: text)"
+    )
+    serve.add_argument(
+        "--log-level", choices=LEVELS, default="info", help="least level shown (default: info)"
+    )
     check = commands.add_parser("check", help="validate a config and show its behaviours")
     check.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default: {_DEFAULT_SHOWN})")
     sign = commands.add_parser("sign", help="print a signed URL (or signed cookie) for a signed behaviour")
@@ -131,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ready_fd = args.worker_ready_fd
     count = worker_count(config.server.workers)
+    role = "supervisor" if ready_fd is None and count > 1 else ("worker" if ready_fd is not None else "edge")
+    configure(
+        args.log_format, args.log_level, worker=role if role == "supervisor" else f"{role} {os.getpid()}"
+    )
     if ready_fd is None and count > 1:
         worker_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
         config_path = None if args.origin else (args.config or DEFAULT_CONFIG)

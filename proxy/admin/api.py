@@ -5,11 +5,18 @@ to calls on an ``AdminOps`` (what the edge provides: bans, stores, metrics, relo
 
 - ``POST /invalidations {"paths": [...]}`` → 201 + ``Location``; ``GET /invalidations/{id}`` → 200 / 404
 - ``POST /purge {"tags": [...], "soft": false}`` → 200
-- ``GET /healthz`` → 200 / 503 · ``GET /stats`` → 200 · ``GET /metrics`` → Prometheus text
+- ``GET /healthz`` (liveness) → 200 · ``GET /readyz`` (readiness) → 200 / 503
+- ``GET /stats`` → 200 · ``GET /metrics`` → Prometheus text
+- ``GET /dashboard`` → the live page (or the login form, 401) · ``POST /dashboard/login`` (form ``token``)
+  → 303 + cookie · ``GET /dashboard/data`` → the page's JSON (docs/operations.md)
 - ``POST /reload`` → 200 / 500
 
 Security: with a non-empty token every request (unknown paths and wrong methods included) first has to
 carry ``Authorization: Bearer <token>``, else it gets 401 ``{"error": "unauthorized"}`` and nothing else.
+The two probes are the exception: ``GET /healthz`` and ``GET /readyz`` answer without the token, with
+their status word only (``{"status": "pass"}``); with the token they add their checks. The dashboard's
+login form trades the token for an HttpOnly, SameSite=Strict cookie holding a keyed digest of it (never
+the token itself); the cookie is accepted for GET and HEAD only, so it can read but never change anything.
 Error bodies are fixed sentences or validation messages: no tracebacks, no exception texts, no file paths
 (unexpected exceptions are logged and answered 500 ``{"error": "internal error"}``). Request bodies are
 bounded; every answer says ``Server: edgeproxy`` and ``Cache-Control: no-store``.
@@ -21,16 +28,19 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import html
 import json
 import logging
 import math
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, Protocol
 
 from aiohttp import web
 
+from proxy.admin.dashboard_page import LOGIN, PAGE
 from proxy.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from proxy.cache.bans import (
     MAX_BAN_ID_LENGTH,
@@ -129,7 +139,19 @@ class AdminOps(Protocol):
         ...
 
     async def healthz(self) -> tuple[bool, JSONObject]:
-        """Called by ``GET /healthz``: (healthy, details); 200 when healthy, else 503."""
+        """Called by ``GET /healthz`` with the token: (healthy, details); 200 when healthy, else 503.
+        (Without the token the probe answers 200 itself: the process and its event loop are alive.)"""
+        ...
+
+    async def readyz(self) -> tuple[bool, JSONObject]:
+        """Called by ``GET /readyz``: (ready, checks): ready once the listeners are up on a loaded config,
+        whether the shared tier answers or the edge serves degraded without it; 200 when ready, else 503.
+        The checks are shown only with the token."""
+        ...
+
+    async def dashboard(self) -> JSONObject:
+        """Called by ``GET /dashboard/data`` (the page polls it every second): the JSON document described
+        in docs/operations.md, summed over the node's workers."""
         ...
 
     async def reload(self) -> JSONObject:
@@ -225,6 +247,7 @@ def _string_list(
 
 _OPS = web.AppKey("admin_ops", AdminOps)
 _TIMEOUT = web.AppKey("admin_timeout", float)
+_TOKEN = web.AppKey("admin_token", str)
 
 _HTTP_ERRORS = {
     400: "bad request",
@@ -273,10 +296,36 @@ async def _post_purge(request: web.Request) -> web.Response:
     return _json(result)
 
 
+_AUTHORIZED = web.RequestKey("admin_authorized", bool)
+_OPEN_UNAUTHORIZED = frozenset({"/healthz", "/readyz", "/dashboard"})
+"""Paths answered without the token: the orchestrators' probes, with nothing but their status, and the
+dashboard, with its login form."""
+
+
+async def _pass(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def _authorized(request: web.Request) -> bool:
+    return bool(request.get(_AUTHORIZED, True))
+
+
 async def _get_healthz(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _json({"status": "pass"})  # liveness: this process answers HTTP
     ops = request.app[_OPS]
     healthy, details = await _call(request, ops.healthz)
     return _json({"status": "pass" if healthy else "fail", "checks": details}, 200 if healthy else 503)
+
+
+async def _get_readyz(request: web.Request) -> web.Response:
+    ops = request.app[_OPS]
+    ready, checks = await _call(request, ops.readyz)
+    body: JSONObject = {"status": "pass" if ready else "fail"}
+    if _authorized(request):
+        body["checks"] = checks
+    return _json(body, 200 if ready else 503)
 
 
 async def _get_stats(request: web.Request) -> web.Response:
@@ -288,6 +337,54 @@ async def _get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
+_COOKIE = "edgeproxy_admin"
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _page(template: str, status: int = 200, message: str = "") -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    body = template.replace("{nonce}", nonce).replace("{message}", html.escape(message))
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": _PAGE_CSP.replace("{nonce}", nonce),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+async def _get_dashboard(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _page(LOGIN, 401)
+    return _page(PAGE)
+
+
+async def _post_login(request: web.Request) -> web.StreamResponse:
+    token = request.app[_TOKEN]
+    form = await request.post()
+    given = form.get("token")
+    if not token:
+        raise web.HTTPSeeOther("/dashboard")
+    if not isinstance(given, str) or not hmac.compare_digest(_digest(given.strip()), _digest(token)):
+        return _page(LOGIN, 401, "That is not the admin token.")
+    response = web.HTTPSeeOther("/dashboard")
+    response.set_cookie(
+        _COOKIE, _cookie_value(token), httponly=True, samesite="Strict", path="/", max_age=12 * 3600
+    )
+    raise response
+
+
+async def _get_dashboard_data(request: web.Request) -> web.Response:
+    return _json(await _call(request, request.app[_OPS].dashboard))
+
+
 async def _post_reload(request: web.Request) -> web.Response:
     return _json(await _call(request, request.app[_OPS].reload))
 
@@ -296,13 +393,28 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
+def _cookie_value(token: str) -> str:
+    """The dashboard cookie: a keyed digest of the token (it cannot be used as a bearer token, and changes
+    when the token does)."""
+    return hmac.new(token.encode("utf-8", "surrogatepass"), b"edgeproxy-dashboard", "sha256").hexdigest()
+
+
 def _auth_middleware(token: str) -> Any:
     """Refuse every request without the right bearer token, before routing errors can show anything."""
     expected = _digest(token)
+    cookie = _digest(_cookie_value(token))
     unauthorized_headers = {"WWW-Authenticate": 'Bearer realm="edgeproxy-admin"'}
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+        if (
+            request.method in ("GET", "HEAD")
+            and _COOKIE in request.cookies
+            and hmac.compare_digest(_digest(request.cookies[_COOKIE]), cookie)
+        ):
+            return await _pass(request, handler)
+        if request.path == "/dashboard/login" and request.method == "POST":
+            return await _pass(request, handler)  # checks the token itself
         values = request.headers.getall("Authorization", [])
         given = ""
         if len(values) == 1:
@@ -311,6 +423,9 @@ def _auth_middleware(token: str) -> Any:
                 given = credentials.strip()
         # Digests have a fixed length, so the comparison time says nothing about the token's length either.
         if not given or not hmac.compare_digest(_digest(given), expected):
+            if request.path in _OPEN_UNAUTHORIZED and request.method in ("GET", "HEAD"):
+                request[_AUTHORIZED] = False
+                return await _pass(request, handler)
             return _error(401, "unauthorized", unauthorized_headers)
         response: web.StreamResponse = await handler(request)
         return response
@@ -330,7 +445,7 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         status = exc.status if 400 <= exc.status <= 599 else 500
         return _error(status, exc.message)
     except web.HTTPException as exc:
-        if exc.status < 400:  # a redirect is not an error (none are raised today)
+        if exc.status < 400:  # a redirect is not an error (the dashboard login answers 303)
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         message = _HTTP_ERRORS.get(exc.status, "request refused" if exc.status < 500 else "internal error")
@@ -364,12 +479,17 @@ def make_admin_app(
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[_OPS] = admin
     app[_TIMEOUT] = operation_timeout
+    app[_TOKEN] = token
     app.on_response_prepare.append(_server_header)
     app.router.add_post("/invalidations", _post_invalidation)
     app.router.add_get("/invalidations/{id}", _get_invalidation)
     app.router.add_post("/purge", _post_purge)
     app.router.add_get("/healthz", _get_healthz)
+    app.router.add_get("/readyz", _get_readyz)
     app.router.add_get("/stats", _get_stats)
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_post("/reload", _post_reload)
+    app.router.add_get("/dashboard", _get_dashboard)
+    app.router.add_post("/dashboard/login", _post_login)
+    app.router.add_get("/dashboard/data", _get_dashboard_data)
     return app

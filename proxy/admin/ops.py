@@ -9,6 +9,8 @@ node, and the call returns "Completed" only once every live worker acknowledged 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import time
@@ -18,12 +20,16 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from proxy.admin.api import AdminError, Invalidation
-from proxy.admin.metrics import Family, render
+from proxy.admin.views import NodeView, dashboard_data, merge, prometheus_text
 from proxy.cache.bans import Ban
 from proxy.cache.coordination import Coordinator
 from proxy.cache.memory import MemoryStats
+from proxy.observability.process import process_stats
+from proxy.observability.publish import read_snapshots
 from proxy.origin.health import OriginHealth
 from proxy.settings import ConfigError
+
+log = logging.getLogger("edgeproxy.admin")
 
 ACK_TIMEOUT = 5.0  # how long an invalidation waits for every worker to confirm it
 _KEPT_INVALIDATIONS = 1000
@@ -82,6 +88,27 @@ class AdminSurface(Protocol):
     def shared_available(self) -> bool | None:
         """Whether the shared tier answers, or None without one."""
 
+    def listening(self) -> bool:
+        """Whether the viewer listeners are up and accepting (False before start and once stopping)."""
+
+    @property
+    def generation(self) -> int:
+        """The reload generation (the supervisor's, or 1 + reloads done in this process)."""
+        ...
+
+    @property
+    def stats_folder(self) -> str | None:
+        """The node's stats folder (workers of a supervisor), or None in a single process."""
+        ...
+
+    @property
+    def memory_max_bytes(self) -> int:
+        """``cache.memory.max_bytes`` (per worker)."""
+        ...
+
+    def bans(self) -> tuple[Ban, ...]:
+        """The bans (invalidations and purges) in force, oldest first."""
+
     async def reload(self) -> None:
         """Re-read the config file and switch to it; raises ``ConfigError`` when it has errors."""
 
@@ -136,6 +163,7 @@ class EdgeAdmin:
             ban.id, "Completed" if status == "Completed" else "InProgress", ban.created, ban.paths
         )
         self._remember(invalidation)
+        _log_ban("invalidation", ban, "paths", ban.paths, invalidation.status)
         return invalidation
 
     async def get_invalidation(self, invalidation_id: str) -> Invalidation | None:
@@ -149,16 +177,19 @@ class EdgeAdmin:
         ):
             found = Invalidation(found.id, "Completed", found.created, found.paths)
             self._remember(found)
+            log.info("invalidation %s completed (every worker acknowledged it)", found.id)
         return found
 
     async def purge(self, tags: list[str], soft: bool) -> dict[str, Any]:
         ban = Ban(id="P" + uuid.uuid4().hex[:16].upper(), created=time.time(), tags=tuple(tags), soft=soft)
         status = await self._ban(ban)
+        _log_ban("soft purge" if soft else "purge", ban, "tags", ban.tags, status)
         return {"id": ban.id, "status": status, "tags": list(ban.tags), "soft": soft}
 
     # ---------------------------------------------------------------- observing
     def local_snapshot(self) -> dict[str, Any]:
-        """This worker's counters (shared with the other workers through the cluster registry)."""
+        """This worker's counters (shared with the other workers through the stats folder or the cluster
+        registry); called about once a second by the publisher and by the admin API."""
         edge = self.edge
         memory = edge.memory_stats()
         return {
@@ -171,11 +202,18 @@ class EdgeAdmin:
                 "evictions": memory.evictions,
             },
             "collapsed": edge.collapsed_requests(),
+            "guards": edge.guard_stats(),
+            "process": process_stats(),
         }
 
     async def _snapshots(self) -> list[dict[str, Any]]:
+        folder = self.edge.stats_folder
+        if folder is not None:
+            found = [row["stats"] for row in await asyncio.to_thread(read_snapshots, folder)]
+            if found:
+                return found
         coordinator = self.edge.coordinator
-        if coordinator is not None:
+        if coordinator is not None and folder is None:
             try:
                 rows = await coordinator.worker_stats()
             except Exception:
@@ -185,6 +223,18 @@ class EdgeAdmin:
             if mine:
                 return mine
         return [self.local_snapshot()]
+
+    def _view(self) -> NodeView:
+        edge = self.edge
+        return NodeView(
+            node=edge.node_name,
+            generation=edge.generation,
+            origins=edge.origin_health(),
+            shared=edge.shared_stats(),
+            shared_available=edge.shared_available(),
+            memory_max_bytes=edge.memory_max_bytes,
+            bans=edge.bans(),
+        )
 
     async def stats(self) -> dict[str, Any]:
         snapshots = await self._snapshots()
@@ -198,6 +248,7 @@ class EdgeAdmin:
         return {
             "node": edge.node_name,
             "workers": len(snapshots),
+            "generation": edge.generation,
             "entries": sum(s["memory"]["entries"] for s in snapshots),
             "bytes": sum(s["memory"]["bytes"] for s in snapshots),
             "hit_ratio": round(hits / looked, 4) if looked else None,
@@ -208,43 +259,11 @@ class EdgeAdmin:
             "guards": edge.guard_stats(),
         }
 
+    async def dashboard(self) -> dict[str, Any]:
+        return dashboard_data(merge(await self._snapshots()), self._view())
+
     async def metrics(self) -> str:
-        snapshots = await self._snapshots()
-        requests = Family("edgeproxy_requests_total", "counter", "Viewer requests by cache result.")
-        totals: dict[str, int] = {}
-        for snap in snapshots:
-            for result, count in snap["pipeline"]["requests"].items():
-                totals[result] = totals.get(result, 0) + count
-        for result, count in sorted(totals.items()):
-            requests.set(count, {"result": result})
-
-        def total(path: tuple[str, str]) -> float:
-            return float(sum(s[path[0]][path[1]] for s in snapshots))
-
-        sent = Family("edgeproxy_sent_bytes_total", "counter", "Body bytes sent to viewers.")
-        sent.set(total(("pipeline", "bytes_sent")))
-        latency = Family(
-            "edgeproxy_origin_response_seconds", "summary", "Time to the origin's response head."
-        )
-        latency.observe(total(("pipeline", "origin_seconds")), total(("pipeline", "origin_requests")))
-        errors = Family("edgeproxy_origin_errors_total", "counter", "Origin requests that failed outright.")
-        errors.set(total(("pipeline", "origin_errors")))
-        failovers = Family("edgeproxy_failovers_total", "counter", "Requests that moved to another origin.")
-        failovers.set(total(("pipeline", "failovers")))
-        collapsed = Family(
-            "edgeproxy_collapsed_requests_total", "counter", "Requests served by another's fetch."
-        )
-        collapsed.set(float(sum(s["collapsed"] for s in snapshots)))
-        evictions = Family("edgeproxy_cache_evictions_total", "counter", "Memory tier LRU evictions.")
-        evictions.set(total(("memory", "evictions")))
-        entries = Family("edgeproxy_cache_entries", "gauge", "Objects in the memory tiers.")
-        entries.set(total(("memory", "entries")))
-        size = Family("edgeproxy_cache_bytes", "gauge", "Bytes in the memory tiers.")
-        size.set(total(("memory", "bytes")))
-        up = Family("edgeproxy_origin_up", "gauge", "1 when this worker considers the origin healthy.")
-        for name, health in self.edge.origin_health().items():
-            up.set(1.0 if health.state.value == "up" else 0.0, {"origin": name})
-        return render([requests, sent, latency, errors, failovers, collapsed, evictions, entries, size, up])
+        return prometheus_text(merge(await self._snapshots()), self._view()).decode("utf-8")
 
     async def healthz(self) -> tuple[bool, dict[str, Any]]:
         states = {name: h.state.value for name, h in self.edge.origin_health().items()}
@@ -253,6 +272,19 @@ class EdgeAdmin:
             "shared": self.edge.shared_available(),
         }
 
+    async def readyz(self) -> tuple[bool, dict[str, Any]]:
+        edge = self.edge
+        listening = edge.listening()
+        shared = edge.shared_available()
+        # A shared tier that does not answer leaves the edge serving from memory and origins: degraded,
+        # still ready (taking it out of rotation would only move its load to the other edges).
+        checks = {
+            "listeners": "pass" if listening else "fail",
+            "config": "pass",
+            "shared": None if shared is None else ("pass" if shared else "degraded"),
+        }
+        return listening, checks
+
     async def reload(self) -> dict[str, Any]:
         if self.edge.supervised:
             os.kill(os.getppid(), signal.SIGHUP)
@@ -260,5 +292,13 @@ class EdgeAdmin:
         try:
             await self.edge.reload()
         except ConfigError as exc:
+            log.error("reload refused, the config has errors (still serving the old one):\n%s", exc)
             raise AdminError(f"reload refused: {exc}", 400) from exc
         return {"status": "reloaded", "behaviours": self.edge.behaviour_count}
+
+
+def _log_ban(kind: str, ban: Ban, what: str, items: tuple[str, ...], status: str) -> None:
+    """One line when an invalidation or purge is created, saying whether it is already complete."""
+    shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+    state = "completed" if status == "Completed" else "in progress (waiting for every worker)"
+    log.info("%s %s created for %d %s (%s): %s", kind, ban.id, len(items), what, shown, state)

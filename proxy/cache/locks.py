@@ -131,15 +131,24 @@ class ClusterLock:
     waits_for_write = True
     _HELD = object()
 
-    def __init__(self, coordinator: LockService, poll: float = SHIELD_POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        coordinator: LockService,
+        poll: float = SHIELD_POLL_SECONDS,
+        on_lead: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_lead`` is called each time this worker takes the lock to fetch for the cluster (a metric)."""
         self.coordinator = coordinator
         self._poll = poll
+        self._on_lead = on_lead
 
     async def enter(self, key: str, find: Find) -> CacheEntry | object | None:
         got = await self.coordinator.acquire(key, SHIELD_LOCK_SECONDS)
         if got is None:
             return None
         if got:
+            if self._on_lead is not None:
+                self._on_lead()
             return self._HELD
         deadline = time.monotonic() + COLLAPSE_WAIT
         while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""The access log: one JSON object per line per request (``server.access_log``: stdout | off | a path).
+"""The access log: one line per request (``server.access_log``: stdout | off | a path), a JSON object or,
+with ``server.access_log_format: combined``, the Combined Log Format of Apache and nginx.
 
 ``AccessLog.write`` is called by the LOG phase once the response is written. Lines are buffered and flushed
 at least every ``flush_interval`` seconds, when the buffer grows large, and at shutdown, so logging costs no
@@ -8,7 +9,9 @@ syscall per request.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 import sys
 import time
 from typing import IO, Protocol
@@ -18,6 +21,14 @@ from proxy.messages import EdgeRequest, RoutedTo
 
 _FLUSH_BYTES = 64 * 1024
 _ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
+_ID_PREFIX = secrets.token_hex(4)  # per process, so ids from several workers and restarts do not collide
+_ID_COUNTER = itertools.count()
+
+
+def log_request_id() -> str:
+    """An id (16 hex digits) for a request that got none in its answer: unique within this process's
+    run, with no system call (``secrets`` per request would read the kernel's random source every time)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 class Finished(Protocol):
@@ -53,6 +64,14 @@ class Finished(Protocol):
     def completed(self) -> bool: ...
     @property
     def tunnel_bytes(self) -> tuple[int, int] | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def first_byte(self) -> float: ...
+    @property
+    def origin_seconds(self) -> float | None: ...
+    @property
+    def bytes_from_origin(self) -> int: ...
 
 
 def _iso(ts: float) -> str:
@@ -64,8 +83,12 @@ def log_record(ctx: Finished) -> dict[str, object]:
     """The fields of one access log line for a finished request."""
     request = ctx.request
     behaviour = ctx.behaviour
+    ended = time.perf_counter()
+    first_byte = ctx.first_byte
+    origin_seconds = ctx.origin_seconds
     record: dict[str, object] = {
         "time": _iso(ctx.now),
+        "request_id": ctx.request_id or log_request_id(),
         "client": request.client_ip,
         "method": request.method,
         "host": request.host,
@@ -73,7 +96,9 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "query": request.query,
         "status": ctx.status,
         "bytes": ctx.bytes_sent,
-        "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
+        "duration_ms": round((ended - ctx.started) * 1000, 3),
+        "ttfb_ms": round((first_byte - ctx.started) * 1000, 3) if first_byte else None,
+        "protocol": protocol_of(request.version),
         "cache": ctx.result.value,
         "reason": ctx.reason,
         "stored": ctx.stored,
@@ -82,6 +107,8 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "origins_tried": ctx.tried if ctx.tried and len(ctx.tried) > 1 else None,
         "collapsed": ctx.collapsed,
         "origin_status": ctx.fwd_status,
+        "origin_ms": round(origin_seconds * 1000, 3) if origin_seconds is not None else None,
+        "bytes_from_origin": ctx.bytes_from_origin,
         "completed": ctx.completed,
     }
     if ctx.tunnel_bytes is not None:
@@ -90,11 +117,41 @@ def log_record(ctx: Finished) -> dict[str, object]:
     return record
 
 
-class AccessLog:
-    """Buffered JSON-lines writer. ``target`` is "stdout", "off" or a file path."""
+def protocol_of(version: tuple[int, int]) -> str:
+    """``HTTP/1.1``, ``HTTP/1.0``, ``HTTP/2``, ``HTTP/3``: the request line's protocol (RFC 9110 §2.5)."""
+    major, minor = version
+    return f"HTTP/{major}" if major >= 2 else f"HTTP/{major}.{minor}"
 
-    def __init__(self, target: str, flush_interval: float = 1.0) -> None:
+
+def _clf_quote(value: str) -> str:
+    """A field for inside double quotes: ``"``, ``\\`` and control bytes escaped like nginx (``\\xHH``)."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return "".join(
+        f"\\x{ord(c):02X}" if (c in '"\\' or not c.isprintable()) and ord(c) < 256 else c for c in value
+    )
+
+
+def combined_line(ctx: Finished) -> str:
+    """One line of the Combined Log Format (Apache ``%h %l %u %t "%r" %>s %b "%{Referer}i"
+    "%{User-agent}i"``), e.g.
+    ``127.0.0.1 - - [26/Nov/2026:17:51:02 +0000] "GET /a?b HTTP/1.1" 200 709 "-" "curl/8"``.
+    """
+    request = ctx.request
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(ctx.now))
+    line = _clf_quote(f"{request.method} {request.target} {protocol_of(request.version)}")
+    referer = _clf_quote(request.headers.get("Referer", "-")) or "-"
+    agent = _clf_quote(request.headers.get("User-Agent", "-")) or "-"
+    size = str(ctx.bytes_sent) if ctx.bytes_sent else "-"
+    return f'{request.client_ip} - - [{stamp}] "{line}" {ctx.status} {size} "{referer}" "{agent}"\n'
+
+
+class AccessLog:
+    """Buffered line writer. ``target`` is "stdout", "off" or a file path; ``fmt`` "json" or "combined"."""
+
+    def __init__(self, target: str, flush_interval: float = 1.0, fmt: str = "json") -> None:
         self.enabled = target != "off"
+        self._combined = fmt == "combined"
         self._owned: IO[str] | None = None
         self._stream: IO[str] | None = None
         if target == "stdout":
@@ -111,7 +168,10 @@ class AccessLog:
         """Queue the line for one finished request."""
         if not self.enabled:
             return
-        line = json.dumps(log_record(ctx), separators=(",", ":")) + "\n"
+        if self._combined:
+            line = combined_line(ctx)
+        else:
+            line = json.dumps(log_record(ctx), separators=(",", ":")) + "\n"
         self._buffer.append(line)
         self._buffered += len(line)
         if self._buffered >= _FLUSH_BYTES:

@@ -81,6 +81,8 @@ class OriginHealth:
         self.times_down = 0  # how often it went UP/PROBING -> DOWN
         self._down_since = 0.0  # when it last went DOWN (the cooldown starts here)
         self._trial_since: float | None = None  # when the outstanding PROBING trial was admitted
+        self.last_check: float | None = None  # wall clock of the last recorded outcome (for the dashboard)
+        self.last_error: str | None = None  # the last failure's reason
 
     @classmethod
     def for_origin(cls, name: str, config: OriginConfig, *, cooldown: float = 5.0) -> OriginHealth:
@@ -143,6 +145,7 @@ class OriginHealth:
         successes in PROBING or DOWN make the origin UP.
         """
         self.total_successes += 1
+        self.last_check = time.time()
         self.consecutive_successes += 1
         self.consecutive_failures = 0
         if self._state is HealthState.UP:
@@ -161,6 +164,8 @@ class OriginHealth:
         ``reason`` (e.g. ``"HTTP 503"``) only goes into the log line.
         """
         self.total_failures += 1
+        self.last_check = time.time()
+        self.last_error = reason or "failed"
         self.consecutive_failures += 1
         self.consecutive_successes = 0
         if self._state is HealthState.DOWN:

@@ -50,6 +50,13 @@ class RequestContext:
     status: int = 0
     bytes_sent: int = 0
     completed: bool = True
+    # For the access log and metrics (proxy.observability): time to the origin's response head (seconds),
+    # origin body bytes read for this request, when the front wrote the first byte (perf_counter), the id
+    # shown to the viewer in an error answer.
+    origin_seconds: float | None = None
+    bytes_from_origin: int = 0
+    first_byte: float = 0.0
+    request_id: str | None = None
     # A WebSocket tunnel's bytes after the 101 head, viewer → origin and origin → viewer (None: no tunnel).
     tunnel_bytes: tuple[int, int] | None = None
 

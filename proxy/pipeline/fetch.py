@@ -22,6 +22,7 @@ from proxy.http.freshness import may_serve_disconnected, within_stale_window
 from proxy.http.reasons import CacheResult, FwdReason, SynthReason
 from proxy.http.validation import freshens
 from proxy.messages import EdgeResponse
+from proxy.observability.stats import counted
 from proxy.origin.base import Origin, OriginError, OriginRequest, OriginResponse
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.parts import Parts
@@ -145,6 +146,8 @@ async def fetch(
             continue
         response_time = parts.clock()
         stats.origin_seconds += response_time - request_time
+        ctx.origin_seconds = response_time - request_time
+        response.body = counted(response.body, ctx)
         if not group.should_fail_over(response.status):
             health.record_success(parts.monotonic())
             break

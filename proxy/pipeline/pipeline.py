@@ -65,6 +65,7 @@ class Pipeline:
         lookup order; ``coordinator`` (set when ``cache.shield`` is on) adds the cluster-wide fetch lock
         after in-process collapsing."""
         background = Background()
+        stats = PipelineStats()
         cache = TieredCache(
             memory, lower, bans=bans if bans is not None else BanList(), spawn=background.spawn
         )
@@ -73,7 +74,7 @@ class Pipeline:
         if collapse:
             locks.append(local)
             if coordinator is not None and lower:
-                locks.append(ClusterLock(coordinator))
+                locks.append(ClusterLock(coordinator, on_lead=stats.count_shield_fetch))
         self.parts = Parts(
             runtime=runtime,
             cache=cache,
@@ -82,6 +83,7 @@ class Pipeline:
             background=background,
             name=name,
             guards=tuple(guards),
+            stats=stats,
             clock=clock,
             monotonic=monotonic,
         )
@@ -209,7 +211,7 @@ class Pipeline:
         extra: CIMultiDict[str] = CIMultiDict(answer.headers)
         text = ""
         if answer.status >= 400:
-            request_id = new_request_id()
+            request_id = ctx.request_id = new_request_id()
             extra[REQUEST_ID_HEADER] = request_id
             text = f"{answer.status} {reason_phrase(answer.status)}\nrequest id: {request_id}\n"
         return ctx, self.parts.deliver.synthetic(ctx, answer.status, text, extra)
@@ -225,4 +227,5 @@ class Pipeline:
         stats.bytes_sent += bytes_sent
         if ctx.tried is not None and len(ctx.tried) > 1:
             stats.failovers += 1
+        stats.record(ctx, ctx.now)
         self.access_log.write(ctx)

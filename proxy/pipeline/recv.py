@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
+from proxy.edge.verdicts import REQUEST_ID_HEADER
 from proxy.functions import DEVICE_HEADER, classify_device
 from proxy.http.headers import via_names
 from proxy.http.reasons import BlockReason, SynthReason
@@ -58,6 +59,7 @@ def _refused(parts: Parts, ctx: RequestContext, verdict: Verdict) -> EdgeRespons
     """The SYNTH answer for a verdict: its body, or the status line's text when it has none and the status
     may carry content (RFC 9110 §15.3.5, §15.4.5: a 204 or 304 never does)."""
     ctx.blocked = verdict.reason
+    ctx.request_id = verdict.headers.get(REQUEST_ID_HEADER) if verdict.headers else None
     body = verdict.body
     if not body and verdict.status not in (204, 304):
         body = f"{verdict.status} {reason_phrase(verdict.status)}\n"

@@ -19,12 +19,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from proxy.observability.publish import GENERATION_ENV, STATS_DIR_ENV
 from proxy.settings import ConfigError, load_config
 from proxy.startup import NOTHING_TO_RELOAD
 
@@ -64,9 +67,11 @@ class Supervisor:
         self._backoff = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._reloading: asyncio.Lock | None = None
+        # Each worker writes its counters here about once a second; the admin API sums them (per node).
+        self.stats_dir = tempfile.mkdtemp(prefix="edgeproxy-stats-")
 
-    def _say(self, message: str) -> None:
-        print(f"edgeproxy supervisor: {message}", file=sys.stderr, flush=True)
+    def _say(self, message: str, level: int = logging.INFO) -> None:
+        log.log(level, "edgeproxy supervisor: %s", message)
 
     async def _spawn(self, generation: int) -> Worker | None:
         """Start one worker and wait until it listens; None when it failed to start."""
@@ -80,6 +85,7 @@ class Supervisor:
                 "--worker-ready-fd",
                 str(write_end),
                 pass_fds=(write_end,),
+                env={**os.environ, GENERATION_ENV: str(generation), STATS_DIR_ENV: self.stats_dir},
             )
         finally:
             os.close(write_end)
@@ -122,7 +128,10 @@ class Supervisor:
             return
         if worker in self._workers:
             self._workers.remove(worker)
-        self._say(f"worker pid {worker.process.pid} exited with code {code}; starting a replacement")
+        self._say(
+            f"worker pid {worker.process.pid} exited with code {code}; starting a replacement",
+            logging.WARNING,
+        )
         lived = time.monotonic() - worker.started
         self._backoff = 0.0 if lived > 30 else min(MAX_BACKOFF, max(0.5, self._backoff * 2))
         while not self._stopping:
@@ -146,12 +155,17 @@ class Supervisor:
                 try:
                     config = load_config(self._config_path)
                 except ConfigError as exc:
-                    self._say(f"reload refused, the config has errors (old workers keep serving):\n{exc}")
+                    self._say(
+                        f"reload refused, the config has errors (old workers keep serving):\n{exc}",
+                        logging.ERROR,
+                    )
                     return
                 self._count = worker_count(config.server.workers)
             fresh = await self._spawn_generation()
             if fresh is None:
-                self._say("reload failed: new workers did not start (old workers keep serving)")
+                self._say(
+                    "reload failed: new workers did not start (old workers keep serving)", logging.ERROR
+                )
                 return
             old, self._workers = self._workers, fresh
             for worker in old:
@@ -165,7 +179,7 @@ class Supervisor:
         self._reloading = asyncio.Lock()
         workers = await self._spawn_generation()
         if workers is None:
-            self._say("workers failed to start")
+            self._say("workers failed to start", logging.ERROR)
             return 1
         self._workers = workers
         pids = ", ".join(str(w.process.pid) for w in workers)
@@ -198,6 +212,7 @@ class Supervisor:
                     process.kill()
         for task in list(self._tasks):
             task.cancel()
+        shutil.rmtree(self.stats_dir, ignore_errors=True)
         self._say("stopped")
         return 0
 

@@ -459,6 +459,7 @@ class ServerConfig(_Model):
     trusted_proxies: tuple[Network, ...] = ()
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     access_log: Annotated[str, PlainValidator(_access_log)] = "stdout"
+    access_log_format: Literal["json", "combined"] = "json"
 
 
 class AdminConfig(_Model):

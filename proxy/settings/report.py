@@ -22,6 +22,7 @@ ACTIVE_KEYS: set[str] = {
     "server.listen",
     "server.name",
     "server.access_log",
+    "server.access_log_format",
     "cache.memory.max_bytes",
     "cache.memory.max_object_bytes",
     "origins.*.url",

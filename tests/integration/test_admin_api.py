@@ -145,6 +145,10 @@ class LocalAdmin:
         self.calls.append("healthz")
         return self.healthy, {"memory": "pass", "origins": "pass" if self.healthy else "fail"}
 
+    async def readyz(self) -> tuple[bool, dict[str, Any]]:
+        self.calls.append("readyz")
+        return self.healthy, {"listeners": "pass" if self.healthy else "fail"}
+
     async def reload(self) -> dict[str, Any]:
         self.calls.append("reload")
         if self.failure == "refuse":
@@ -288,7 +292,6 @@ ENDPOINTS = [
     ("POST", "/invalidations", {"paths": ["/a"]}),
     ("GET", "/invalidations/I1", None),
     ("POST", "/purge", {"tags": ["t"]}),
-    ("GET", "/healthz", None),
     ("GET", "/stats", None),
     ("GET", "/metrics", None),
     ("POST", "/reload", None),
@@ -455,6 +458,35 @@ async def test_healthz(client: Client, ops: LocalAdmin) -> None:
     response, body = await call(client, "GET", "/healthz")
     assert response.status == 503
     assert body["status"] == "fail"
+
+
+@pytest.mark.parametrize("credentials", list(BAD_CREDENTIALS))
+async def test_probes_answer_without_the_token_and_reveal_nothing_else(
+    client: Client, ops: LocalAdmin, credentials: str
+) -> None:
+    headers = BAD_CREDENTIALS[credentials]
+    response, body = await call(client, "GET", "/healthz", headers=headers)
+    assert (response.status, body) == (200, {"status": "pass"})
+    assert ops.calls == []  # liveness is the API answering: nothing of the edge is read
+    response, body = await call(client, "GET", "/readyz", headers=headers)
+    assert (response.status, body) == (200, {"status": "pass"})
+    ops.healthy = False
+    response, body = await call(client, "GET", "/readyz", headers=headers)
+    assert (response.status, body) == (503, {"status": "fail"})
+    assert_common_headers(response)
+    async with client.head("/readyz", headers=headers) as head:
+        assert head.status == 503
+    # Only GET/HEAD on exactly those paths: anything else still needs the token.
+    for method, path in (("POST", "/healthz"), ("GET", "/healthz/"), ("GET", "/readyz/x")):
+        response, body = await call(client, method, path, headers=headers)
+        assert (response.status, body) == (401, {"error": "unauthorized"})
+
+
+async def test_probes_with_the_token_show_their_checks(client: Client, ops: LocalAdmin) -> None:
+    response, body = await call(client, "GET", "/readyz")
+    assert (response.status, body) == (200, {"status": "pass", "checks": {"listeners": "pass"}})
+    response, body = await call(client, "GET", "/healthz")
+    assert body["checks"] == {"memory": "pass", "origins": "pass"}
 
 
 async def test_stats_are_strict_json(client: Client, ops: LocalAdmin) -> None:

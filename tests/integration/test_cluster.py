@@ -239,8 +239,15 @@ async def test_admin_stats_metrics_health(
     async with edge.session.get(admin_url(edge.edge) + "/metrics", headers=AUTH) as response:
         text = await response.text()
     assert "edgeproxy_requests_total" in text and "edgeproxy_origin_up" in text
+    for shared in ("edgeproxy_shared_up 1.0", "edgeproxy_shared_errors_total", "edgeproxy_shared_operations"):
+        assert shared in text
     async with edge.session.get(admin_url(edge.edge) + "/healthz") as response:
-        assert response.status == 401  # nothing without the token
+        assert await response.json() == {"status": "pass"}  # the probe only, without the token
+    async with edge.session.get(admin_url(edge.edge) + "/readyz") as response:
+        assert (response.status, await response.json()) == (200, {"status": "pass"})
+    async with edge.session.get(admin_url(edge.edge) + "/readyz", headers=AUTH) as response:
+        checks = (await response.json())["checks"]
+    assert checks == {"listeners": "pass", "config": "pass", "shared": "pass"}
     async with edge.session.get(admin_url(edge.edge) + "/healthz", headers=AUTH) as response:
         assert response.status == 200
 

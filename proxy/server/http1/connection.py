@@ -611,6 +611,7 @@ class H1Connection(asyncio.Protocol):
         else:
             encoded = [encode_head(status, headers, extra)]
         self._response_started = True
+        ctx.first_byte = time.perf_counter()
         transport = self._transport
         assert transport is not None
         pipeline = self._server.pipeline
