@@ -18,6 +18,7 @@ from proxy.messages import EdgeRequest, RoutedTo
 
 _FLUSH_BYTES = 64 * 1024
 _ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
+_PROTOCOLS = {(1, 0): "HTTP/1.0", (1, 1): "HTTP/1.1", (2, 0): "HTTP/2", (3, 0): "HTTP/3"}  # the viewer's
 
 
 class Finished(Protocol):
@@ -68,6 +69,7 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "time": _iso(ctx.now),
         "client": request.client_ip,
         "method": request.method,
+        "protocol": _PROTOCOLS.get(request.version, "HTTP/1.1"),
         "host": request.host,
         "path": request.path,
         "query": request.query,

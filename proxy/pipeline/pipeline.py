@@ -636,7 +636,9 @@ class Pipeline:
         if request.host:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
-        headers["Via"] = f"{via}, {self._via}" if via else self._via
+        # RFC 9110 §7.6.3: the received-protocol is the viewer's ("2", "3"); HTTP/1.x viewers keep "1.1".
+        mine = self._via if request.version < (2, 0) else f"{request.version[0]} {self.name}"
+        headers["Via"] = f"{via}, {mine}" if via else mine
         target = f"{request.path}?{query}" if query else request.path
         policies = ctx.behaviour.policies if ctx.behaviour is not None else None
         if policies is not None:
