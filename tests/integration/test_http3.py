@@ -327,3 +327,25 @@ behaviours: [{path: "*", origin: app}]
         parse_config(text, str(tmp_path / "edge.yaml"), env={}, base_dir=tmp_path)
     message = str(caught.value)
     assert "http3" in message and "server.tls" in message and "edge.yaml:3" in message
+
+
+async def test_slow_reader_is_cut_after_client_timeout(tmp_path: Path, origin: Origin) -> None:
+    """A viewer that grants no credit for client_timeout loses the stream (or the idle connection); the
+    origin transfer stops and the edge serves the next viewer."""
+    origin.static("/big", os.urandom(4 * 1024 * 1024), Cache_Control="no-store")
+    limits = "  limits: {client_timeout: 1s}"
+    edge = await _edge(tmp_path, _config(tmp_path, await origin.start(), extra=limits))
+    try:
+        async with h3_connect(_h3_port(edge), tmp_path / "edge.crt", max_stream_data=64 * 1024) as client:
+            client.hold(True)
+            _, response = client.start("GET", "/big")
+            await asyncio.wait_for(response.done.wait(), 30)
+            assert response.reset == 0x10C or client.terminated is not None  # H3_REQUEST_CANCELLED
+            assert len(response.body) < 4 * 1024 * 1024
+        async with h3_connect(_h3_port(edge), tmp_path / "edge.crt") as client:
+            complete = await client.get("/big")
+        assert len(complete.body) == 4 * 1024 * 1024
+        lines = _log_lines(edge, tmp_path)
+        assert [line["completed"] for line in lines] == [False, True]
+    finally:
+        await edge.stop()
