@@ -206,6 +206,7 @@ async def test_alt_svc_only_when_http3_is_on(tmp_path: Path, origin: Origin) -> 
                         assert "Alt-Svc" not in response.headers  # http:// origins are not h3 origins
             if not http3:
                 assert edge.h3_addresses == []
+            assert {line["protocol"] for line in _log_lines(edge, tmp_path)} == {"HTTP/1.1"}
         finally:
             await edge.stop()
 
