@@ -25,12 +25,14 @@ from proxy.cache.shared import make_shared_store
 from proxy.cache.tiers import LowerTier
 from proxy.edge import build_guards, guard_stats
 from proxy.edge.ratelimit import RateLimitGuard, RateLimitSync
+from proxy.http.h3_fields import alt_svc_value
 from proxy.observability.access_log import AccessLog
 from proxy.observability.publish import GENERATION_ENV, STATS_DIR_ENV, Publisher
 from proxy.origin.health import OriginHealth
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.http1 import H1Server, make_server
+from proxy.server.http3 import H3Server, make_h3_server
 from proxy.server.tls import TlsContext
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
 from proxy.startup import NOTHING_TO_RELOAD, ORIGIN_SOURCE, listen_failure, startup_line
@@ -95,6 +97,8 @@ class Edge:
         self._tls_front: H1Server | None = None
         self.tls: TlsContext | None = None
         self.tls_addresses: list[tuple[str, int]] = []
+        self._h3_front: H3Server | None = None
+        self.h3_addresses: list[tuple[str, int]] = []
         self.addresses: list[tuple[str, int]] = []
         self.admin_addresses: list[tuple[str, int]] = []
         self._retired: set[asyncio.Task[None]] = set()
@@ -135,9 +139,22 @@ class Edge:
             address.host, address.port, ssl_context=self.tls.context, reuse_port=self._reuse_port
         )
         self.tls_addresses = list(front.addresses)
+        if self.config.server.http3:
+            await self._start_h3(self.tls)
         task = asyncio.get_running_loop().create_task(self.tls.watch(), name="tls certificate watch")
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
+
+    async def _start_h3(self, tls: TlsContext) -> None:
+        """HTTP/3 (``server.http3``) on UDP at each address of the HTTPS listener, advertised by
+        ``Alt-Svc`` on that listener's responses (RFC 7838)."""
+        h3 = make_h3_server(self.pipeline, self.config.server, tls)
+        self._h3_front = h3
+        for host, port in self.tls_addresses:
+            await h3.listen(host, port, reuse_port=self._reuse_port)
+        self.h3_addresses = list(h3.addresses)
+        if self._tls_front is not None and self.h3_addresses:
+            self._tls_front.alt_svc = f"Alt-Svc: {alt_svc_value(self.h3_addresses[0][1])}\r\n"
 
     def _share_rate_limits(self, coordinator: Coordinator) -> None:
         """With Redis, ``firewall.rate_limit`` budgets are shared by every worker and node."""
@@ -244,8 +261,8 @@ class Edge:
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
             self._admin_runner = None
-        fronts = [front for front in (self._front, self._tls_front) if front is not None]
-        self._front = self._tls_front = None
+        fronts: list[H1Server | H3Server] = [f for f in (self._front, self._tls_front, self._h3_front) if f]
+        self._front = self._tls_front = self._h3_front = None
         await asyncio.gather(*(front.shutdown(self._shutdown_grace) for front in fronts))
         for task in list(self._retired):
             task.cancel()

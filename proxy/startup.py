@@ -47,6 +47,9 @@ def startup_line(edge: Edge, pid: int) -> str:
     parts = [", ".join(_url("http", h, p) for h, p in edge.addresses)]
     if edge.tls_addresses:
         parts.append("TLS " + ", ".join(_url("https", h, p) for h, p in edge.tls_addresses))
+    h3_addresses = getattr(edge, "h3_addresses", ())
+    if h3_addresses:
+        parts.append("HTTP/3 " + ", ".join(_url("h3", h, p) + " (udp)" for h, p in h3_addresses))
     if edge.admin_addresses:
         parts.append("admin " + ", ".join(_url("http", h, p) for h, p in edge.admin_addresses))
     else:

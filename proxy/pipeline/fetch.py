@@ -54,7 +54,8 @@ def origin_request(
         client_ip=request.client_ip,
         scheme=request.scheme,
         host=request.host,
-        via=parts.via,
+        # RFC 9110 §7.6.3: the received-protocol is the viewer's ("2", "3"); HTTP/1.x viewers keep "1.1".
+        via=parts.via if request.version < (2, 0) else f"{request.version[0]} {parts.name}",
         device=parts.name,
         forwarding=forwarding,
         fill=fill,

@@ -444,6 +444,7 @@ class LimitsConfig(_Model):
     max_header_bytes: HeaderSize = 16 * 1024
     max_body_bytes: Size = 10 * 1024 * 1024
     client_timeout: PositiveDuration = 60.0
+    max_concurrent_streams: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 
 class ServerConfig(_Model):
@@ -460,6 +461,13 @@ class ServerConfig(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     access_log: Annotated[str, PlainValidator(_access_log)] = "stdout"
     access_log_format: Literal["json", "combined"] = "json"
+    http3: bool = False
+
+    @model_validator(mode="after")
+    def _http3_needs_tls(self) -> Self:
+        if self.http3 and self.tls is None:
+            raise KeyedValueError("http3", "HTTP/3 needs server.tls (QUIC is always encrypted)", at_key=True)
+        return self
 
 
 class AdminConfig(_Model):

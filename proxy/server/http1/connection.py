@@ -61,6 +61,7 @@ class Front(Protocol):
     tunnels: set[Tunnel]
     refused_connections: int
     draining: bool
+    alt_svc: str  # an "Alt-Svc: …" CRLF line added to every response (HTTP/3 advertised), or ""
 
 
 log = logging.getLogger("edgeproxy")
@@ -599,6 +600,7 @@ class H1Connection(asyncio.Protocol):
             keep_alive = False  # RFC 9112 §6.3: an HTTP/1.0 body of unknown length ends at the close
         if response.head is None and "Date" not in headers:
             extra += f"Date: {self._server.dates.value(ctx.now)}\r\n"
+        extra += self._server.alt_svc
         if keep_alive:
             if version == (1, 0):
                 extra += "Connection: keep-alive\r\n"

@@ -56,6 +56,7 @@ class H1Server:
         self.tunnels: set[Tunnel] = set()  # WebSocket tunnels open on these connections
         self.refused_connections = 0
         self.draining = False
+        self.alt_svc = ""  # set by proxy.app when HTTP/3 is on: "Alt-Svc: h3=…" CRLF on every response
         self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.Server] = []
 
