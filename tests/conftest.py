@@ -12,10 +12,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import settings
 from multidict import CIMultiDictProxy
 
 from proxy.app import Edge
 from proxy.settings import ListenAddress, parse_config
+
+# No timing assertions in tests (speed lives in benchmarks/): hypothesis' per-example deadline would fail a
+# parser test on a busy CI machine for being slow, not wrong.
+settings.register_profile("edgeproxy", deadline=None)
+settings.load_profile("edgeproxy")
 
 
 @dataclass

@@ -164,8 +164,8 @@ class Pipeline:
         """GET and HEAD: HASH → LOOKUP → (hit: DELIVER) → COLLAPSE → FETCH → STORE → DELIVER."""
         parts = self.parts
         cache = parts.cache
+        key = hash_key(ctx, behaviour)  # HASH (its hooks may normalise the request's fields first)
         headers = ctx.request.headers
-        key = hash_key(ctx, behaviour)  # HASH
         entry, miss_reason = cache.lookup_memory(key, headers)  # LOOKUP: memory, never awaits
         if entry is None and cache.lower:
             entry, ctx.tier = await cache.lookup_lower(key, headers)  # then the lower tiers, promoted
@@ -223,7 +223,7 @@ class Pipeline:
         ctx.bytes_sent = bytes_sent
         ctx.completed = completed
         stats = self.parts.stats
-        stats.requests[ctx.result.value] += 1
+        stats.requests[ctx.result] += 1  # a StrEnum member is its value as a key: no property call
         stats.bytes_sent += bytes_sent
         if ctx.tried is not None and len(ctx.tried) > 1:
             stats.failovers += 1

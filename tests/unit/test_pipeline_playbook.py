@@ -320,3 +320,33 @@ async def test_only_if_cached_without_an_entry_is_504_without_asking_the_origin(
     exchange = await play.get("/a", {"Cache-Control": "only-if-cached"})
     assert exchange.status == 504
     assert play.origins["app"].requests == []
+
+
+# ---------------------------------------------------------------- hooks
+
+
+async def test_compression_buckets_are_keys_and_each_variant_is_found_again() -> None:
+    page = b"<p>" + b"hello compression " * 200 + b"</p>"
+    config = ONE_ORIGIN.replace("origin: app", "origin: app\n    compress: true")
+    play = Playbook(
+        config, {"app": Reply(200, {"Cache-Control": "max-age=60", "Content-Type": "text/html"}, page)}
+    )
+    gz = await play.get("/p", {"Accept-Encoding": "gzip"})
+    plain = await play.get("/p", {"Accept-Encoding": "identity"})
+    assert gz.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    again = await play.get("/p", {"Accept-Encoding": "deflate, gzip;q=0.8"})  # the same gzip bucket
+    assert (again.ctx.result, again.headers["Content-Encoding"]) == (CacheResult.HIT, "gzip")
+    assert [r.headers["Accept-Encoding"] for r in play.origins["app"].requests] == ["gzip", "identity"]
+
+
+async def test_a_header_policy_hook_shapes_the_origin_request_and_the_viewer_response() -> None:
+    config = ONE_ORIGIN.replace(
+        "origin: app",
+        "origin: app\n    request_headers: {set: {X-From-Edge: '1'}}\n"
+        "    response_headers: {set: {X-Frame-Options: DENY}}",
+    )
+    play = Playbook(config, {"app": CACHEABLE})
+    await play.get("/a")
+    hit = await play.get("/a")
+    assert play.origins["app"].requests[0].headers["X-From-Edge"] == "1"
+    assert (hit.ctx.result, hit.headers["X-Frame-Options"]) == (CacheResult.HIT, "DENY")
