@@ -49,6 +49,8 @@ ACTIVE_KEYS: set[str] = {
     "cache.shield",
     "server.limits.max_header_bytes",
     "server.limits.client_timeout",
+    "server.http3",
+    "server.limits.max_concurrent_streams",
     "cache.collapse",
     "cache.status_key",
     "origins.*.health",
