@@ -21,6 +21,7 @@ from proxy.http.reasons import CacheResult
 from proxy.messages import EdgeRequest, RoutedTo
 
 RESULTS = tuple(r.value for r in CacheResult)
+_MISS = CacheResult.MISS
 HITS = ("hit", "refresh-hit", "stale")  # served from a stored entry
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Histogram upper bounds in seconds (response time to viewers, origin time to the response head)."""
@@ -65,8 +66,7 @@ class PipelineStats:
     failovers: int = 0
     # Filled by ``record``:
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
-    by_label: dict[tuple[str, str, str], int] = field(default_factory=dict)  # behaviour, result, class
-    status: list[int] = field(default_factory=lambda: [0] * len(STATUS_CLASSES))
+    _by_status: dict[tuple[str, str, int], int] = field(default_factory=dict)  # behaviour, result, status
     response_buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     response_sum: float = 0.0
     origin_buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
@@ -76,6 +76,8 @@ class PipelineStats:
     shield_fetches: int = 0
     started: float = field(default_factory=time.time)
     _top: deque[tuple[int, dict[str, list[int]]]] = field(default_factory=lambda: deque(maxlen=TOP_BUCKETS))
+    _top_paths: dict[str, list[int]] = field(default_factory=dict)  # the current minute's bucket
+    _top_end: float = 0.0  # when the current bucket's minute ends
     _history: deque[tuple[float, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=64))
 
     def count_shield_fetch(self) -> None:
@@ -83,34 +85,35 @@ class PipelineStats:
         self.shield_fetches += 1
 
     def record(self, ctx: Recorded, now: float) -> None:
-        """Count one finished request (called by ``Pipeline.finish``; ``now`` is its wall clock)."""
-        result = ctx.result.value
+        """Count one finished request (called by ``Pipeline.finish``; ``now`` is its wall clock).
+
+        On every hit, so kept to plain dict and list updates: the result (a ``StrEnum``) is a key as it is,
+        the status class and per-class counts are derived at snapshot time from the per-status counts.
+        """
+        result = ctx.result
         sent = ctx.bytes_sent
-        status = ctx.status
         self.bytes[result] += sent
-        cls = status // 100 if 0 < status < 600 else 0
-        self.status[cls] += 1
         behaviour = ctx.behaviour
-        label = (behaviour.path if behaviour is not None else "-", result, STATUS_CLASSES[cls])
-        by_label = self.by_label
+        label = (behaviour.path if behaviour is not None else "-", result, ctx.status)
+        by_label = self._by_status
         by_label[label] = by_label.get(label, 0) + 1
         elapsed = time.perf_counter() - ctx.started
         self.response_buckets[bisect_left(BUCKETS, elapsed)] += 1
         self.response_sum += elapsed
         origin = ctx.origin_seconds
-        if origin is not None:
+        if origin is not None:  # this request fetched from an origin
             self.origin_buckets[bisect_left(BUCKETS, origin)] += 1
             self.origin_observed += origin
-        self.bytes_from_origin += ctx.bytes_from_origin
+            self.bytes_from_origin += ctx.bytes_from_origin
+            if ctx.shield_locked:
+                self.shield_fetches += 1
         tried = ctx.tried
         if tried is not None and len(tried) > 1:
             self.retries += len(tried) - 1
         # Top URLs: one bucket per minute; counts are [requests, bytes, misses, miss bytes].
-        minute = int(now) // TOP_SPAN
-        top = self._top
-        if not top or top[-1][0] != minute:
-            top.append((minute, {}))
-        paths = top[-1][1]
+        if now >= self._top_end:
+            self._next_top_bucket(now)
+        paths = self._top_paths
         path = ctx.request.path
         counts = paths.get(path)
         if counts is None:
@@ -119,9 +122,32 @@ class PipelineStats:
             counts = paths[path] = [0, 0, 0, 0]
         counts[0] += 1
         counts[1] += sent
-        if result == "miss":
+        if result is _MISS:
             counts[2] += 1
             counts[3] += sent
+
+    def _next_top_bucket(self, now: float) -> None:
+        minute = int(now) // TOP_SPAN
+        self._top_end = (minute + 1) * TOP_SPAN
+        self._top_paths = {}
+        self._top.append((minute, self._top_paths))
+
+    @property
+    def by_label(self) -> dict[tuple[str, str, str], int]:
+        """Requests by (behaviour path, cache result, status class)."""
+        out: dict[tuple[str, str, str], int] = {}
+        for (path, result, status), count in self._by_status.items():
+            key = (path, str(result), STATUS_CLASSES[status // 100 if 0 < status < 600 else 0])
+            out[key] = out.get(key, 0) + count
+        return out
+
+    @property
+    def status(self) -> dict[str, int]:
+        """Responses by status class."""
+        out = dict.fromkeys(STATUS_CLASSES, 0)
+        for (_, _, status), count in self._by_status.items():
+            out[STATUS_CLASSES[status // 100 if 0 < status < 600 else 0]] += count
+        return out
 
     def _totals(self) -> dict[str, Any]:
         return {
@@ -189,7 +215,7 @@ class PipelineStats:
             "failovers": self.failovers,
             "bytes": dict(self.bytes),
             "by_label": [[*label, count] for label, count in self.by_label.items()],
-            "status": dict(zip(STATUS_CLASSES, self.status, strict=True)),
+            "status": self.status,
             "response_buckets": list(self.response_buckets),
             "response_sum": self.response_sum,
             "origin_buckets": list(self.origin_buckets),
