@@ -105,8 +105,6 @@ class PipelineStats:
             self.origin_buckets[bisect_left(BUCKETS, origin)] += 1
             self.origin_observed += origin
             self.bytes_from_origin += ctx.bytes_from_origin
-            if ctx.shield_locked:
-                self.shield_fetches += 1
         tried = ctx.tried
         if tried is not None and len(tried) > 1:
             self.retries += len(tried) - 1
