@@ -244,7 +244,18 @@ class EdgeAdmin:
         up = Family("edgeproxy_origin_up", "gauge", "1 when this worker considers the origin healthy.")
         for name, health in self.edge.origin_health().items():
             up.set(1.0 if health.state.value == "up" else 0.0, {"origin": name})
-        return render([requests, sent, latency, errors, failovers, collapsed, evictions, entries, size, up])
+        protocols = Family(
+            "edgeproxy_viewer_requests_total", "counter", "Viewer requests by protocol (HTTP/1.1, HTTP/2 …)."
+        )
+        by_protocol: dict[str, int] = {}
+        for snap in snapshots:
+            for name, count in snap["pipeline"].get("protocols", {}).items():
+                by_protocol[name] = by_protocol.get(name, 0) + count
+        for name, count in sorted(by_protocol.items()):
+            protocols.set(count, {"protocol": name})
+        return render(
+            [requests, protocols, sent, latency, errors, failovers, collapsed, evictions, entries, size, up]
+        )
 
     async def healthz(self) -> tuple[bool, dict[str, Any]]:
         states = {name: h.state.value for name, h in self.edge.origin_health().items()}

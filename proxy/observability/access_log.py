@@ -15,6 +15,7 @@ from typing import IO, Protocol
 
 from proxy.http.reasons import CacheResult
 from proxy.messages import EdgeRequest, RoutedTo
+from proxy.observability.stats import protocol_name
 
 _FLUSH_BYTES = 64 * 1024
 _ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
@@ -68,6 +69,7 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "time": _iso(ctx.now),
         "client": request.client_ip,
         "method": request.method,
+        "protocol": protocol_name(request.version),
         "host": request.host,
         "path": request.path,
         "query": request.query,

@@ -636,7 +636,10 @@ class Pipeline:
         if request.host:
             headers["X-Forwarded-Host"] = request.host
         via = request.headers.get("Via")
-        headers["Via"] = f"{via}, {self._via}" if via else self._via
+        hop = (
+            self._via if request.version < (2, 0) else f"{request.version[0]} {self.name}"
+        )  # RFC 9110 §7.6.3
+        headers["Via"] = f"{via}, {hop}" if via else hop
         target = f"{request.path}?{query}" if query else request.path
         policies = ctx.behaviour.policies if ctx.behaviour is not None else None
         if policies is not None:
@@ -1096,6 +1099,7 @@ class Pipeline:
         ctx.completed = completed
         stats = self.stats
         stats.requests[ctx.result.value] += 1
+        stats.count_protocol(ctx.request.version)
         stats.bytes_sent += bytes_sent
         if ctx.tried is not None and len(ctx.tried) > 1:
             stats.failovers += 1
