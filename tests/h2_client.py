@@ -19,6 +19,10 @@ from h2.events import (
     StreamReset,
 )
 from h2.settings import SettingCodes
+from hpack import Encoder
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 @dataclass
@@ -205,3 +209,98 @@ class H2Client:
 
 
 TINY_WINDOW = {SettingCodes.INITIAL_WINDOW_SIZE: 0}
+
+
+class RawClient:
+    """A hostile viewer: writes frames it builds itself (hyperframe, its own HPACK encoder) and only
+    records what the edge sends back: GOAWAY, RST_STREAM per stream, streams answered, the close."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.encoder = Encoder()
+        self.goaway: GoAwayFrame | None = None
+        self.resets: dict[int, int] = {}
+        self.answered: set[int] = set()
+        self.bodies: dict[int, bytearray] = {}
+        self.ended: set[int] = set()
+        self.settings: dict[int, int] = {}
+        self.closed = False
+        self.changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(cls, port: int, tls: ssl.SSLContext) -> RawClient:
+        tls.set_alpn_protocols(["h2"])
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=tls, server_hostname="localhost"
+        )
+        client = cls(reader, writer)
+        client.send(PREFACE + SettingsFrame(0).serialize())
+        return client
+
+    def send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def headers(
+        self, stream_id: int, path: str = "/page", *, end_stream: bool = True, extra: bytes = b""
+    ) -> bytes:
+        """A HEADERS frame for GET ``path`` (``extra``: HPACK bytes appended to the block)."""
+        block = self.encoder.encode(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "127.0.0.1"), (":path", path)]
+        )
+        frame = HeadersFrame(stream_id, block + extra)
+        frame.flags.add("END_HEADERS")
+        if end_stream:
+            frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    async def _read(self) -> None:
+        buffer = b""
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                buffer += data
+                while len(buffer) >= 9:
+                    frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+                    if len(buffer) < 9 + length:
+                        break
+                    frame.parse_body(memoryview(buffer[9 : 9 + length]))
+                    buffer = buffer[9 + length :]
+                    if isinstance(frame, GoAwayFrame):
+                        self.goaway = frame
+                    elif isinstance(frame, RstStreamFrame):
+                        self.resets[frame.stream_id] = frame.error_code
+                    elif isinstance(frame, HeadersFrame | DataFrame):
+                        self.answered.add(frame.stream_id)
+                        if isinstance(frame, DataFrame):
+                            self.bodies.setdefault(frame.stream_id, bytearray()).extend(frame.data)
+                        if "END_STREAM" in frame.flags:
+                            self.ended.add(frame.stream_id)
+                    elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                        self.settings.update(frame.settings)
+                self.changed.set()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.closed = True
+            self.changed.set()
+
+    async def wait(self, condition: object, timeout: float = 10.0) -> None:
+        assert callable(condition)
+        async with asyncio.timeout(timeout):
+            while not condition():
+                if self.closed:
+                    return
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
