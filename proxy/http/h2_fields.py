@@ -149,15 +149,19 @@ def check_request(block: Sequence[Field]) -> H2Request | Malformed:
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
+_TOKEN_NAMES: set[str] = set()  # names already found to be tokens (they repeat: check each once)
+
+
 def _sendable(name: str, value: str, dropped: set[str]) -> bool:
-    return (
-        bool(name)
-        and name not in dropped
-        and "\r" not in value
-        and "\n" not in value
-        and "\x00" not in value
-        and all(c in _TOKEN for c in name)
-    )
+    if name in dropped or "\r" in value or "\n" in value or "\x00" in value:
+        return False
+    if name in _TOKEN_NAMES:
+        return True
+    if not name or not all(c in _TOKEN for c in name):
+        return False
+    if len(_TOKEN_NAMES) < 4096:
+        _TOKEN_NAMES.add(name)
+    return True
 
 
 def response_fields(

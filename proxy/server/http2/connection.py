@@ -53,6 +53,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.edge.h2_floods import FrameScanner
 from proxy.edge.hardening import Answer, Target
 from proxy.http.h2_fields import H2Request, Malformed, check_request, head_fields, response_fields
+from proxy.http.hpack_literal import LiteralEncoder
 from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
@@ -111,6 +112,7 @@ class H2ViewerConnection(asyncio.Protocol):
             normalize_outbound_headers=False,
         )
         self._h2 = H2Connection(config=config)
+        self._h2.encoder = LiteralEncoder()  # type: ignore[assignment]  # hpack's encoder: most of a hit's CPU
         self._transport: asyncio.Transport | None = None
         self._client_ip = ""
         self._scanner = FrameScanner(
