@@ -603,6 +603,165 @@ def measure_scaling(
 
 
 # --------------------------------------------------------------------------------------------------
+# HTTP/2 row (--h2): h2load -c 16 -m 32, 1 KiB hits over TLS, edgeproxy vs nginx (listen ... ssl http2)
+
+H2LOAD_RE = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+H2LOAD_DONE_RE = re.compile(
+    r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored"
+)
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    """One self-signed certificate for 127.0.0.1, used by both servers."""
+    cert, key = tmp / "bench.crt", tmp / "bench.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def start_edge_h2(
+    procs: Processes, tmp: Path, origin_port: int, cert: Path, key: Path, timeout: float
+) -> tuple[int | None, str]:
+    port, tls_port = _free_port(), _free_port()
+    config = tmp / "edge-h2.yaml"
+    config.write_text(
+        f"""# written by benchmarks/run.py (--h2)
+server:
+  listen: {HOST}:{port}
+  name: bench-edge
+  access_log: "off"
+  tls: {{listen: "{HOST}:{tls_port}", cert: "{cert}", key: "{key}"}}
+origins: {{bench: {{url: "http://{HOST}:{origin_port}"}}}}
+behaviours: [{{path: "*", origin: bench}}]
+"""
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config)]
+    proc = procs.start("edgeproxy-h2", argv, tmp / "edge-h2.log", cwd=REPO, env=env)
+    why = _wait_until_answers(proc, f"http://{HOST}:{port}/1k", timeout)
+    if why is None:
+        return tls_port, " ".join(argv)
+    procs.stop(proc)
+    return None, f"edgeproxy (h2) did not start: {why}\n{_tail(tmp / 'edge-h2.log')}"
+
+
+def start_nginx_h2(
+    procs: Processes, tmp: Path, nginx: str, origin_port: int, cert: Path, key: Path, timeout: float
+) -> tuple[int | None, str]:
+    port = _free_port()
+    prefix = tmp / "nginx-h2"
+    for sub in ("cache", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""# written by benchmarks/run.py (--h2)
+{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    http2_max_requests 1000000;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=benchh2:16m max_size=1g inactive=1h
+                     use_temp_path=off;
+    upstream origin {{ server {HOST}:{origin_port}; keepalive 64; }}
+    server {{
+        listen {HOST}:{port} ssl http2;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache benchh2;
+            proxy_cache_valid 200 1h;
+        }}
+    }}
+}}
+"""
+    )
+    base = [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+    check = procs.run([*base, "-t", "-q"], timeout=30)
+    if check.returncode != 0:
+        return None, f"nginx (h2) rejected its config:\n{check.stdout}{check.stderr}"
+    procs.start("nginx-h2", base, prefix / "stdout.log")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1.0):
+            return port, " ".join(base)
+        time.sleep(STARTUP_POLL_S)
+    return None, f"nginx (h2) did not start\n{_tail(prefix / 'error.log')}"
+
+
+def run_h2load(procs: Processes, h2load: str, port: int, duration: int, warmup: bool = False) -> Result:
+    url = f"https://{HOST}:{port}/1k"
+    argv = (
+        [h2load, "-n", "64", "-c", "1", url]
+        if warmup
+        else [h2load, "-c", "16", "-m", "32", "-D", str(duration), url]
+    )
+    done = procs.run(argv, timeout=duration + 60)
+    rate = H2LOAD_RE.search(done.stdout)
+    counts = H2LOAD_DONE_RE.search(done.stdout)
+    if done.returncode != 0 or rate is None or counts is None:
+        raise RuntimeError(f"h2load failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    failed = int(counts.group(3)) + int(counts.group(4))
+    return Result(
+        rps=float(rate.group(1)), p99_ms=0.0, requests=int(counts.group(1)), errors=failed, tool="h2load"
+    )
+
+
+def measure_h2(procs: Processes, args: argparse.Namespace, tmp: Path, origin_port: int) -> str:
+    """The h2 row: 1 KiB hits over TLS with h2load -c 16 -m 32 against an HTTP/2 edge and an nginx with
+    ``listen ... ssl http2`` (same certificate, one worker each), ``args.rounds`` interleaved rounds."""
+    h2load = shutil.which("h2load")
+    nginx = find_nginx()
+    if h2load is None:
+        return "h2: h2load is not installed (apt-get install nghttp2-client): no h2 row"
+    cert, key = make_cert(tmp)
+    ports: dict[str, int] = {}
+    port, detail = start_edge_h2(procs, tmp, origin_port, cert, key, args.startup_timeout)
+    if port is None:
+        return "ERROR: " + detail
+    ports["edgeproxy"] = port
+    if nginx is not None and args.only != "edge":
+        port, detail = start_nginx_h2(procs, tmp, nginx, origin_port, cert, key, args.startup_timeout)
+        if port is None:
+            return "ERROR: " + detail
+        ports["nginx"] = port
+    runs: dict[str, list[Result]] = {name: [] for name in ports}
+    for port in ports.values():
+        for _ in range(2):
+            run_h2load(procs, h2load, port, args.duration, warmup=True)  # miss, then hits
+    for rnd in range(args.rounds):
+        order = list(ports) if rnd % 2 == 0 else list(reversed(ports))
+        for name in order:
+            time.sleep(PAUSE_BETWEEN_RUNS_S)
+            result = run_h2load(procs, h2load, ports[name], args.duration)
+            runs[name].append(result)
+            print(f"  h2 round {rnd + 1} {name:<9} {result.rps:>10,.0f} req/s ({result.errors} failed)")
+    edge = statistics.median(r.rps for r in runs["edgeproxy"])
+    line = f"HTTP/2 (h2load -c 16 -m 32, 1 KiB hits, TLS): edgeproxy {_fmt_rps(edge)} req/s"
+    if "nginx" in runs:
+        ref = statistics.median(r.rps for r in runs["nginx"])
+        line += f", nginx {_fmt_rps(ref)} req/s, ratio {edge / ref:.2f}x" if ref else ""
+    return line
+
+
+# --------------------------------------------------------------------------------------------------
 # Main
 
 
@@ -623,6 +782,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scaling",
         action="store_true",
         help="also measure 1 KiB hits on edgeproxy with 2 workers (ratio to one worker)",
+    )
+    p.add_argument(
+        "--h2",
+        action="store_true",
+        help="also measure HTTP/2: h2load -c 16 -m 32, 1 KiB hits over TLS, edgeproxy vs nginx (ssl http2)",
     )
     p.add_argument(
         "--requests", type=int, default=20_000, help="request cap per measurement without wrk (default 20000)"
@@ -799,6 +963,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.scaling and "edgeproxy" in ports:
             scaling = measure_scaling(procs, args, tmp, origin_port, wrk, reports)
             print("\n" + scaling)
+        if args.h2:
+            print("\n" + measure_h2(procs, args, tmp, origin_port))
         for message in notes + failures:  # repeated here so that they are not lost in the scroll
             print("\n" + message)
         if args.json:

@@ -32,6 +32,7 @@ from proxy.origin.health import OriginHealth
 from proxy.pipeline.pipeline import Pipeline
 from proxy.pipeline.runtime import Runtime, build_runtime
 from proxy.server.http1 import H1Server, make_server
+from proxy.server.http2 import enable_http2
 from proxy.server.http3 import H3Server, make_h3_server
 from proxy.server.tls import TlsContext
 from proxy.settings import ConfigError, EdgeConfig, ListenAddress, load_config
@@ -109,6 +110,8 @@ class Edge:
         (host, port) pairs."""
         await self.runtime.start()
         front = make_server(self.pipeline, self.config.server)
+        if self.config.server.h2c:
+            enable_http2(front, self.config.server, tls=False)
         self._front = front
         for address in listen or self.config.server.listen:
             self.binding = ("--listen" if listen else "server.listen", address)
@@ -132,6 +135,7 @@ class Edge:
             return
         self.tls = TlsContext(tls.cert, tls.key)
         front = make_server(self.pipeline, self.config.server, scheme="https")
+        enable_http2(front, self.config.server, tls=True)  # ALPN: h2, then http/1.1
         self._tls_front = front
         address = listen or tls.listen
         self.binding = ("server.tls.listen", address)

@@ -233,6 +233,14 @@ def prometheus_text(total: Mapping[str, Any], view: NodeView) -> bytes:
     for (behaviour, result, cls), count in sorted(total.get("by_label", {}).items()):
         requests.add_metric([behaviour, result, cls], float(count))
     families.append(requests)
+    protocols = CounterMetricFamily(
+        "edgeproxy_viewer_requests",
+        "Viewer requests by protocol (HTTP/1.1, HTTP/2, HTTP/3).",
+        labels=["protocol"],
+    )
+    for name, count in sorted(total.get("protocols", {}).items()):
+        protocols.add_metric([name], float(count))
+    families.append(protocols)
     sent = CounterMetricFamily("edgeproxy_sent_bytes", "Body bytes sent to viewers.", labels=["result"])
     for result in RESULTS:
         sent.add_metric([result], float(total.get("bytes", {}).get(result, 0)))

@@ -18,6 +18,7 @@ from typing import IO, Protocol
 
 from proxy.http.reasons import CacheResult
 from proxy.messages import EdgeRequest, RoutedTo
+from proxy.observability.stats import protocol_name
 
 _FLUSH_BYTES = 64 * 1024
 _ATOMIC_WRITE = 4096  # PIPE_BUF on Linux
@@ -91,6 +92,7 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "request_id": ctx.request_id or log_request_id(),
         "client": request.client_ip,
         "method": request.method,
+        "protocol": protocol_name(request.version),
         "host": request.host,
         "path": request.path,
         "query": request.query,
@@ -98,7 +100,6 @@ def log_record(ctx: Finished) -> dict[str, object]:
         "bytes": ctx.bytes_sent,
         "duration_ms": round((ended - ctx.started) * 1000, 3),
         "ttfb_ms": round((first_byte - ctx.started) * 1000, 3) if first_byte else None,
-        "protocol": protocol_of(request.version),
         "cache": ctx.result.value,
         "reason": ctx.reason,
         "stored": ctx.stored,
@@ -117,12 +118,6 @@ def log_record(ctx: Finished) -> dict[str, object]:
     return record
 
 
-def protocol_of(version: tuple[int, int]) -> str:
-    """``HTTP/1.1``, ``HTTP/1.0``, ``HTTP/2``, ``HTTP/3``: the request line's protocol (RFC 9110 §2.5)."""
-    major, minor = version
-    return f"HTTP/{major}" if major >= 2 else f"HTTP/{major}.{minor}"
-
-
 def _clf_quote(value: str) -> str:
     """A field for inside double quotes: ``"``, ``\\`` and control bytes escaped like nginx (``\\xHH``)."""
     if value.isprintable() and '"' not in value and "\\" not in value:
@@ -139,7 +134,7 @@ def combined_line(ctx: Finished) -> str:
     """
     request = ctx.request
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(ctx.now))
-    line = _clf_quote(f"{request.method} {request.target} {protocol_of(request.version)}")
+    line = _clf_quote(f"{request.method} {request.target} {protocol_name(request.version)}")
     referer = _clf_quote(request.headers.get("Referer", "-")) or "-"
     agent = _clf_quote(request.headers.get("User-Agent", "-")) or "-"
     size = str(ctx.bytes_sent) if ctx.bytes_sent else "-"

@@ -56,6 +56,21 @@ class Recorded(Protocol):
     def bytes_from_origin(self) -> int: ...
 
 
+# The access log's and /metrics' name of each viewer protocol version.
+PROTOCOL_NAMES: dict[tuple[int, int], str] = {
+    (1, 0): "HTTP/1.0",
+    (1, 1): "HTTP/1.1",
+    (2, 0): "HTTP/2",
+    (3, 0): "HTTP/3",
+}
+
+
+def protocol_name(version: tuple[int, int]) -> str:
+    """``HTTP/1.1``, ``HTTP/2`` … for a request's version (RFC 9110 §2.5 names)."""
+    name = PROTOCOL_NAMES.get(version)
+    return name if name is not None else f"HTTP/{version[0]}.{version[1]}"
+
+
 @dataclass(slots=True)
 class PipelineStats:
     requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
@@ -79,6 +94,12 @@ class PipelineStats:
     _top_paths: dict[str, list[int]] = field(default_factory=dict)  # the current minute's bucket
     _top_end: float = 0.0  # when the current bucket's minute ends
     _history: deque[tuple[float, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=64))
+    _versions: dict[tuple[int, int], int] = field(default_factory=dict)  # viewer requests by HTTP version
+
+    @property
+    def protocols(self) -> dict[str, int]:
+        """Viewer requests by protocol name (``HTTP/1.1``, ``HTTP/2``, ``HTTP/3`` …)."""
+        return {protocol_name(version): count for version, count in self._versions.items()}
 
     def count_shield_fetch(self) -> None:
         """Called by the cluster fetch lock each time this worker leads a fetch for the whole cluster."""
@@ -92,6 +113,9 @@ class PipelineStats:
         """
         result = ctx.result
         sent = ctx.bytes_sent
+        version = ctx.request.version
+        versions = self._versions
+        versions[version] = versions.get(version, 0) + 1
         self.bytes[result] += sent
         behaviour = ctx.behaviour
         label = (behaviour.path if behaviour is not None else "-", result, ctx.status)
@@ -224,6 +248,7 @@ class PipelineStats:
             "started": self.started,
             "recent": self.recent(now),
             "top": self.top(now),
+            "protocols": self.protocols,
         }
 
 

@@ -27,7 +27,7 @@ class TlsContext:
         self.key = key
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.set_alpn_protocols(["http/1.1"])
+        self.context.set_alpn_protocols(["h2", "http/1.1"])  # RFC 9113 §3.2: h2 preferred; the listener picks
         self.context.load_cert_chain(cert, key)  # a bad pair fails at start-up, with the file names
         self._stamp = self._files_stamp()
         self.reloads = 0

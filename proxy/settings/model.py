@@ -444,7 +444,15 @@ class LimitsConfig(_Model):
     max_header_bytes: HeaderSize = 16 * 1024
     max_body_bytes: Size = 10 * 1024 * 1024
     client_timeout: PositiveDuration = 60.0
-    max_concurrent_streams: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # HTTP/2 (docs/protocols.md): SETTINGS the edge announces, and the flood budgets per flood_window.
+    max_concurrent_streams: int = Field(default=100, ge=1, le=10_000)
+    max_header_list_size: HeaderSize = 32 * 1024
+    hpack_table_size: int = Field(default=4096, ge=0, le=65_536)
+    max_stream_resets: int = Field(default=200, ge=1, le=1_000_000)
+    max_control_frames: int = Field(default=1000, ge=1, le=1_000_000)
+    flood_window: PositiveDuration = 10.0
+    idle_timeout: PositiveDuration = 60.0
+    send_timeout: PositiveDuration = 60.0
 
 
 class ServerConfig(_Model):
@@ -459,6 +467,7 @@ class ServerConfig(_Model):
     hosts: tuple[Annotated[str, AfterValidator(_host_pattern)], ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    h2c: bool = False  # cleartext HTTP/2 with prior knowledge on the plain listeners
     access_log: Annotated[str, PlainValidator(_access_log)] = "stdout"
     access_log_format: Literal["json", "combined"] = "json"
     http3: bool = False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.observability.access_log import _clf_quote, protocol_of
-from proxy.observability.stats import BUCKETS, TOP_KEEP, PipelineStats, percentile
+from proxy.observability.access_log import _clf_quote
+from proxy.observability.stats import BUCKETS, TOP_KEEP, PipelineStats, percentile, protocol_name
 
 
 def buckets(**at: int) -> list[int]:
@@ -36,7 +36,7 @@ def test_percentile(counts: list[int], q: float, expected: float | None) -> None
     ("version", "text"), [((1, 1), "HTTP/1.1"), ((1, 0), "HTTP/1.0"), ((2, 0), "HTTP/2"), ((3, 0), "HTTP/3")]
 )
 def test_protocol_of(version: tuple[int, int], text: str) -> None:
-    assert protocol_of(version) == text
+    assert protocol_name(version) == text
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,17 @@ from proxy.server.http1.wire import (
 )
 from proxy.server.tunnel import Tunnel
 
-__all__ = ["BODY_HIGH_WATER", "MAX_QUEUED", "Front", "H1Connection"]
+__all__ = ["BODY_HIGH_WATER", "MAX_QUEUED", "Front", "H1Connection", "ViewerConnection"]
+
+
+class ViewerConnection(Protocol):
+    """What a graceful stop calls on each open viewer connection (HTTP/1.1 or HTTP/2)."""
+
+    def begin_shutdown(self) -> None: ...
+    def abort(self) -> None: ...
+    def close_lingering(self) -> None: ...
+    @property
+    def lingering(self) -> bool: ...
 
 
 class Front(Protocol):
@@ -57,7 +67,7 @@ class Front(Protocol):
     max_connections: int
     lingering_time: float
     dates: DateCache
-    connections: set[H1Connection]
+    connections: set[ViewerConnection]
     tunnels: set[Tunnel]
     refused_connections: int
     draining: bool

@@ -13,10 +13,11 @@ import asyncio
 import resource
 import socket
 import ssl
+from collections.abc import Callable
 
 from proxy.edge.hardening import RequestPolicy
 from proxy.pipeline.pipeline import Pipeline
-from proxy.server.http1.connection import H1Connection
+from proxy.server.http1.connection import H1Connection, ViewerConnection
 from proxy.server.http1.wire import DateCache
 from proxy.server.tunnel import Tunnel
 from proxy.settings import ServerConfig
@@ -52,15 +53,19 @@ class H1Server:
         self.max_connections = max_connections or default_max_connections()
         self.lingering_time = lingering_time
         self.dates = DateCache()
-        self.connections: set[H1Connection] = set()
+        self.connections: set[ViewerConnection] = set()  # HTTP/1.1 and HTTP/2 ones
         self.tunnels: set[Tunnel] = set()  # WebSocket tunnels open on these connections
         self.refused_connections = 0
         self.draining = False
         self.alt_svc = ""  # set by proxy.app when HTTP/3 is on: "Alt-Svc: h3=…" CRLF on every response
         self.addresses: list[tuple[str, int]] = []
+        # Set by proxy.server.http2.enable_http2: makes the protocol that picks HTTP/2 or HTTP/1.1.
+        self.dispatch: Callable[[], asyncio.Protocol] | None = None
         self._servers: list[asyncio.Server] = []
 
-    def __call__(self) -> H1Connection:
+    def __call__(self) -> asyncio.Protocol:
+        if self.dispatch is not None:
+            return self.dispatch()  # HTTP/2 is on (proxy.server.http2.dispatch)
         return H1Connection(self)
 
     async def listen(
