@@ -22,6 +22,7 @@ from proxy.app import Edge
 from proxy.settings import ListenAddress, parse_config
 from proxy.settings.loader import ConfigError
 from tests.conftest import Origin
+from tests.h2_client import H2Client
 from tests.h3_client import h3_connect
 from tests.integration.test_tls import make_cert
 from tests.server_process import free_port
@@ -204,9 +205,16 @@ async def test_alt_svc_only_when_http3_is_on(tmp_path: Path, origin: Origin) -> 
                             assert alt_svc == []
                     async with session.get(f"http://127.0.0.1:{http_port}/x") as response:
                         assert "Alt-Svc" not in response.headers  # http:// origins are not h3 origins
+            h2 = await H2Client.connect(tls_port, tls=H2Client.tls_context())  # HTTP/2 on the same listener
+            try:
+                reply = await h2.request("/x", method="GET")
+                assert reply.status == 200
+                assert reply.header("alt-svc") == (f'h3=":{tls_port}"; ma=86400' if http3 else None)
+            finally:
+                await h2.close()
             if not http3:
                 assert edge.h3_addresses == []
-            assert {line["protocol"] for line in _log_lines(edge, tmp_path)} == {"HTTP/1.1"}
+            assert {line["protocol"] for line in _log_lines(edge, tmp_path)} == {"HTTP/1.1", "HTTP/2"}
         finally:
             await edge.stop()
 
