@@ -147,3 +147,18 @@ async def test_a_stopped_regional_hands_its_keys_to_the_next_in_hash_order(
     lines = {str(line["path"]): line for line in log_lines(log)}
     tried = lines[r2_paths[1]]["origins_tried"]
     assert isinstance(tried, list) and tried[0] == "r2" and len(tried) == 2  # r2 first, then its heir
+
+
+async def test_a_request_without_a_cache_key_hashes_its_target(
+    make_edge: EdgeFactory, origin: Origin, tmp_path: Path
+) -> None:
+    pop_a, _, _ = await topology(make_edge, origin, tmp_path / "pop-a.log")
+    seen = set()
+    for i in range(12):
+        path = f"/obj/{i}?q=1"
+        response, body = await pop_a.get(path, method="POST", data=b"x", headers={"Host": HOST})
+        assert response.status == 200 and body == f"object /obj/{i}".encode()
+        names = members(response.headers["Cache-Status"])
+        assert names == [REGIONAL_NAME[RING.owner(path)], "pop-a"], response.headers["Cache-Status"]
+        seen.add(names[0])
+    assert len(seen) == 3
