@@ -3,7 +3,7 @@
 Built once per runtime from ``OriginGroupConfig`` (or with ``OriginGroup.single`` for a behaviour that names
 one origin), so the FETCH phase always talks to a group. Its failover loop is::
 
-    for origin, health in group.candidates(time.monotonic()):
+    for origin, health in group.candidates(time.monotonic(), key):
         ...try origin...; health.record_success(now) or health.record_failure(now)
         stop unless it failed (error, timeout, group.should_fail_over(status)) and a retry is allowed
 
@@ -18,16 +18,19 @@ from typing import Literal
 
 from proxy.origin.base import Origin
 from proxy.origin.health import OriginHealth
+from proxy.origin.rendezvous import Rendezvous
 
 __all__ = ["Balance", "Member", "OriginGroup"]
 
-Balance = Literal["failover", "round_robin"]
+Balance = Literal["failover", "round_robin", "hash"]
 Member = tuple[Origin, OriginHealth]
 
 
 class OriginGroup:
-    """Members tried in configured order (``failover``) or starting at the next one each time
-    (``round_robin``); ``failover_on`` lists the statuses that move a request to the next member."""
+    """Members tried in configured order (``failover``), starting at the next one each time
+    (``round_robin``), or in the rendezvous-hash order of the request's cache key (``hash``: each member
+    owns a slice of the key space, see ``proxy.origin.rendezvous``); ``failover_on`` lists the statuses
+    that move a request to the next member."""
 
     def __init__(
         self,
@@ -38,7 +41,7 @@ class OriginGroup:
     ) -> None:
         if not members:
             raise ValueError(f"origin group {name!r} needs at least one member")
-        if balance not in ("failover", "round_robin"):
+        if balance not in ("failover", "round_robin", "hash"):
             raise ValueError(f"origin group {name!r}: unknown balance {balance!r}")
         names = [origin.name for origin, _ in members]
         if len(set(names)) != len(names) or len({id(origin) for origin, _ in members}) != len(members):
@@ -48,6 +51,8 @@ class OriginGroup:
         self.failover_on = failover_on
         self.balance: Balance = balance
         self._next_start = 0  # round_robin: index of the member the next request starts at
+        # hash: the members' rendezvous order per key (built once; member names are unique, checked above)
+        self._hash = Rendezvous(names) if balance == "hash" else None
 
     @classmethod
     def single(cls, origin: Origin, health: OriginHealth) -> OriginGroup:
@@ -63,11 +68,14 @@ class OriginGroup:
         """The first configured member."""
         return self.members[0]
 
-    def candidates(self, now: float) -> Iterator[Member]:
+    def candidates(self, now: float, key: str | None = None) -> Iterator[Member]:
         """The members one request may try, in order, each at most once; called once per request.
 
         The order is the configured one for ``failover``; for ``round_robin`` each call starts one member
-        further (the rotation happens at this call, not when iteration starts). Members whose
+        further (the rotation happens at this call, not when iteration starts); for ``hash`` it is the
+        members by falling rendezvous weight for ``key`` (the request's cache key, or its target when it
+        has none), so the key's owner comes first and a member known down hands its keys to the next in
+        hash order (without ``key``, the configured order). Members whose
         ``is_available(now)`` is False are skipped; when none is available, the first member of this
         call's order (the primary) is yielded anyway, so a group whose members are all down still tries
         one origin rather than failing blind.
@@ -77,6 +85,9 @@ class OriginGroup:
         next member only when you are about to send to it, and report every member you took with
         ``record_success`` or ``record_failure``. Members after the one that answered are never asked.
         """
+        if self._hash is not None and key is not None:
+            members = self.members
+            return self._walk(tuple(members[i] for i in self._hash.order(key)), now)
         count = len(self.members)
         start = 0
         if self.balance == "round_robin":

@@ -119,7 +119,8 @@ async def fetch(
     failure: OriginError | None = None
     response: OriginResponse | None = None
     request_time = response_time = ctx.now
-    candidates = group.candidates(now)
+    # balance: hash picks members by the cache key (the target for a request that has none)
+    candidates = group.candidates(now, ctx.key if ctx.key is not None else ctx.request.target)
     member = next(candidates, None)
     while member is not None:
         origin, health = member

@@ -640,7 +640,7 @@ class OriginGroupConfig(_Model):
 
     members: Annotated[tuple[str, ...], AfterValidator(_not_empty_tuple)]
     failover_on: tuple[ErrorStatus, ...] = (500, 502, 503, 504)
-    balance: Literal["failover", "round_robin"] = "failover"
+    balance: Literal["failover", "round_robin", "hash"] = "failover"
 
 
 # --------------------------------------------------------------------------------------------- behaviours

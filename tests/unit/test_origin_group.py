@@ -179,9 +179,54 @@ def test_snapshot() -> None:
 
 @pytest.mark.parametrize(
     ("names", "balance"),
-    [("", "failover"), ("aa", "failover"), ("ab", "random")],
+    [("", "failover"), ("aa", "failover"), ("ab", "random"), ("aa", "hash")],
 )
 def test_rejects_bad_groups(names: str, balance: str) -> None:
     members = [(FakeOrigin(name), OriginHealth(name)) for name in names]
     with pytest.raises(ValueError):
         OriginGroup("g", members, frozenset(), balance)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ balance: hash
+# Rendezvous orders of members a, b, c for a few keys (tests/unit/test_origin_rendezvous.py pins them).
+HASH_ORDERS = {"/1": "bca", "/3": "abc", "/4": "cab"}
+
+
+@pytest.mark.parametrize(
+    ("key", "down_at", "expected"),
+    [
+        ("/1", "", "bca"),  # the key's owner first, then by falling weight
+        ("/3", "", "abc"),
+        ("/4", "", "cab"),
+        ("/1", "b", "ca"),  # the owner is down: its keys go to the next member in hash order
+        ("/3", "b", "ac"),  # another member's keys do not move
+        ("/4", "c", "ab"),
+        ("/1", "bc", "a"),
+        ("/1", "abc", "b"),  # every member down: the key's owner anyway
+    ],
+)
+def test_hash_order(key: str, down_at: str, expected: str) -> None:
+    group = make_group("abc", "hash", down_at)
+    assert "".join(o.name for o, _ in group.candidates(1.0, key)) == expected
+    assert "".join(o.name for o, _ in group.candidates(1.0, key)) == expected  # the same every time
+
+
+def test_hash_order_ignores_the_configured_order() -> None:
+    for key, expected in HASH_ORDERS.items():
+        group = make_group("cab", "hash")
+        assert "".join(o.name for o, _ in group.candidates(1.0, key)) == expected
+
+
+def test_hash_without_a_key_uses_the_configured_order() -> None:
+    assert order(make_group("abc", "hash")) == "abc"
+
+
+def test_hash_member_back_after_cooldown_gets_its_keys_back() -> None:
+    group = make_group("abc", "hash", down_at="b")
+    assert "".join(o.name for o, _ in group.candidates(1.0, "/1")) == "ca"
+    b_health = group.members[1][1]
+    candidates = group.candidates(COOLDOWN, "/1")
+    assert next(candidates)[0].name == "b"  # its trial, for one of its own keys
+    b_health.record_success(COOLDOWN)
+    b_health.record_success(COOLDOWN)
+    assert "".join(o.name for o, _ in group.candidates(COOLDOWN, "/1")) == "bca"

@@ -259,7 +259,7 @@ ERROR_CASES = [
             "edge.yaml:6:20: origin_groups.g.members[1]: unknown origin 'nope'",
             "edge.yaml:6:26: origin_groups.g.members[2]: 'g' is a group; a group can only list origins",
             "edge.yaml:6:29: origin_groups.g.members[3]: 'app' is listed twice",
-            "edge.yaml:7:14: origin_groups.g.balance: expected failover | round_robin, got 'failovr'; "
+            "edge.yaml:7:14: origin_groups.g.balance: expected failover | round_robin | hash, got 'failovr'; "
             "did you mean 'failover'?",
             "edge.yaml:8:19: origin_groups.g.failover_on[0]: must be an error status "
             "between 400 and 599, got 200",
