@@ -7,7 +7,8 @@ COLLAPSE asks each lock in order (``FetchLocks.enter``): local collapsing first,
 * a token: this request leads the fetch for the key; the lock is left once the outcome is known;
 * ``None``: go on without holding this lock (it is held elsewhere and gave nothing usable, or it is
   unavailable: the request fetches on its own);
-* ``SKIP``: the key is known to be uncacheable (hit-for-miss): fetch alone and ask no further lock.
+* ``SKIP``: the key is known to be uncacheable (hit-for-miss): fetch alone and ask no further lock (also
+  asked synchronously first, ``bypass``, so that such a request builds and awaits nothing).
 
 What a request holds is one ``Lease``. STORE hands the lease's ``after_write`` to the cache facade, so the
 cluster lock is released only once the lower tiers hold the entry its waiters look for; ``settle`` leaves
@@ -56,6 +57,11 @@ class FetchLock(Protocol):
     # there): STORE then releases it through ``Lease.after_write``.
     waits_for_write: bool
 
+    def bypass(self, key: str) -> bool:
+        """Whether ``key`` skips this lock and the ones after it without waiting (hit-for-miss): the
+        synchronous form of ``enter`` answering ``SKIP``, asked first so that such a request pays nothing."""
+        ...
+
     async def enter(self, key: str, find: Find) -> CacheEntry | object | None:
         """Wait for another holder's entry, or lead: see the module docstring for the four answers."""
         ...
@@ -79,10 +85,11 @@ class LocalLock:
         self.collapser = collapser
         self._clock = clock
 
+    def bypass(self, key: str) -> bool:
+        return self.collapser.is_uncacheable(key, self._clock())
+
     async def enter(self, key: str, find: Find) -> CacheEntry | object | None:
         collapser = self.collapser
-        if collapser.is_uncacheable(key, self._clock()):
-            return SKIP
         flight = collapser.join(key)
         if flight is not None:
             stored = await collapser.wait(flight, COLLAPSE_WAIT)
@@ -141,6 +148,9 @@ class ClusterLock:
         self.coordinator = coordinator
         self._poll = poll
         self._on_lead = on_lead
+
+    def bypass(self, key: str) -> bool:
+        return False
 
     async def enter(self, key: str, find: Find) -> CacheEntry | object | None:
         got = await self.coordinator.acquire(key, SHIELD_LOCK_SECONDS)
@@ -239,18 +249,28 @@ class FetchLocks:
     ) -> tuple[CacheEntry | None, Lease | None]:
         """Ask each lock in turn. Returns the entry another request fetched (serve it; locks taken on the
         way are left with it), or the lease this request holds while it fetches (None: it holds none)."""
-        lease = Lease(key, self._spawn, self._clock)
+        lease: Lease | None = None  # made when a lock is taken: most requests hold none for long
         for lock in self.locks:
+            if lock.bypass(key):
+                break
             outcome = await lock.enter(key, find(lock))
             if outcome is SKIP:
                 break
             if isinstance(outcome, CacheEntry):
-                lease.entry = outcome  # for the requests collapsed behind this one
-                lease.settle(uncacheable=False)
+                if lease is not None:
+                    lease.entry = outcome  # for the requests collapsed behind this one
+                    lease.settle(uncacheable=False)
                 return outcome, None
             if outcome is not None:
+                if lease is None:
+                    lease = Lease(key, self._spawn, self._clock)
                 lease.hold(lock, outcome)
-        return None, lease if lease else None
+        return None, lease
+
+    def bypassed(self, key: str) -> bool:
+        """Whether the first lock lets ``key`` through at once (hit-for-miss): then COLLAPSE is skipped
+        without building anything. Synchronous, for the miss path."""
+        return not self.locks or self.locks[0].bypass(key)
 
     def lead(self, key: str) -> Lease | None:
         """A lease on the local lock only, without waiting: for a background refresh (None: a fetch of the

@@ -40,8 +40,8 @@ async def collapse(parts: Parts, ctx: RequestContext) -> EdgeResponse | None:
     (``ctx.lease``); None means: fetch now."""
     key = ctx.key
     assert key is not None
-    if not parts.locks:
-        return None
+    if parts.locks.bypassed(key):
+        return None  # collapsing off, or a key known to be uncacheable (hit-for-miss)
 
     def find(lock: FetchLock) -> Find:
         async def usable() -> CacheEntry | None:
