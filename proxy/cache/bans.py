@@ -313,7 +313,7 @@ class BanList:
         "_folds",
         "_hard",
         "_max_bans",
-        "_newest",
+        "newest",
         "_soft",
     )
 
@@ -327,7 +327,9 @@ class BanList:
         self._by_id: dict[str, Ban] = {}
         self._hard = _Index()
         self._soft = _Index()
-        self._newest = -math.inf  # created of the newest ban: entries stored at or after it match nothing
+        # ``created`` of the newest ban (-inf if none): entries stored at or after it match nothing. A plain
+        # attribute, read on every cache hit before anything is called.
+        self.newest = -math.inf
         # Newest created of a hard / soft "/*" ban ever added: a ban no newer than it is redundant.
         self._all_hard = -math.inf
         self._all_soft = -math.inf
@@ -359,8 +361,8 @@ class BanList:
         kind = self._soft if ban.soft else self._hard
         kind.add(ban)
         kind.refresh()
-        if created > self._newest:
-            self._newest = created
+        if created > self.newest:
+            self.newest = created
         if len(self._bans) > self._max_bans:
             self._fold_oldest(len(self._bans) - self._max_bans + 1)
         return True
@@ -374,7 +376,7 @@ class BanList:
         self._soft.refresh()
         del self._bans[:index]
         del self._created[:index]
-        self._newest = self._created[-1] if self._created else -math.inf
+        self.newest = self._created[-1] if self._created else -math.inf
 
     def _fold_oldest(self, count: int) -> None:
         """Replace the ``count`` oldest bans (and any created at the same time as the last of them) by one
@@ -404,7 +406,7 @@ class BanList:
             self._all_soft = max(self._all_soft, merged.created)
         else:
             self._all_hard = max(self._all_hard, merged.created)
-        self._newest = max(self._newest, merged.created)
+        self.newest = max(self.newest, merged.created)
 
     def matches(self, path: str, entry_tags: tuple[str, ...], stored_at: float) -> Ban | None:
         """The ban that applies to an entry, or None; called by LOOKUP on every hit before using the entry.
@@ -417,7 +419,7 @@ class BanList:
         under stale-if-error), else None. O(1) when the list is empty or the entry is newer than every ban;
         otherwise a few dict lookups, whatever the number of bans (one per distinct prefix length in use).
         """
-        if stored_at >= self._newest:
+        if stored_at >= self.newest:
             return None
         query_at = path.find("?")
         bare = path if query_at < 0 else path[:query_at]
@@ -459,8 +461,3 @@ class BanList:
     def __len__(self) -> int:
         """Number of bans kept."""
         return len(self._bans)
-
-    @property
-    def newest(self) -> float:
-        """``created`` of the newest ban (``-inf`` if none); entries stored at or after it are unaffected."""
-        return self._newest

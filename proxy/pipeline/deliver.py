@@ -131,10 +131,14 @@ class Deliverer:
         return response
 
     # ---------------------------------------------------------------- from the cache
-    def from_entry(self, ctx: RequestContext, entry: CacheEntry, *, hit: bool) -> EdgeResponse:
-        """Serve a stored entry: a hit, a refreshed hit or a just-stored miss."""
+    def from_entry(
+        self, ctx: RequestContext, entry: CacheEntry, *, hit: bool, age: float | None = None
+    ) -> EdgeResponse:
+        """Serve a stored entry: a hit, a refreshed hit or a just-stored miss. ``age``: the entry's age at
+        ``ctx.now`` when the caller has it already (LOOKUP)."""
         request = ctx.request
-        age = entry.age(ctx.now)
+        if age is None:
+            age = entry.age(ctx.now)
         ctx.ttl = entry.ttl - age
         member: str | None
         key = ctx.key if self.show_key else None

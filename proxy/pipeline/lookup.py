@@ -10,7 +10,7 @@ the entry to revalidate (or None) for COLLAPSE and FETCH.
 from __future__ import annotations
 
 from proxy.cache.entry import CacheEntry
-from proxy.http.cache_control import CacheControl, parse_cache_control, pragma_no_cache
+from proxy.http.cache_control import EMPTY, CacheControl, parse_cache_control, pragma_no_cache
 from proxy.http.freshness import ReuseDecision, reuse_decision, within_stale_window
 from proxy.http.reasons import CacheResult, FwdReason
 from proxy.messages import EdgeResponse
@@ -45,17 +45,20 @@ def reuse(
     then the pure reuse rules (RFC 9111 §4.2, §5.2; RFC 5861 §3). Synchronous: a memory hit never awaits."""
     request = ctx.request
     cache = parts.cache
-    if entry is not None and cache.bans:
+    # Only bans created after the entry was stored can touch it (most hits: no ban at all, nothing called).
+    if entry is not None and entry.request_time < cache.bans.newest:
         entry = cache.admit_bans(ctx.key or "", entry)
         if entry is None:
             miss_reason = FwdReason.MISS
-    request_cc = parse_cache_control(request.headers.get("Cache-Control"))
+    cache_control = request.headers.get("Cache-Control")
+    request_cc = parse_cache_control(cache_control) if cache_control is not None else EMPTY
     if entry is None:
         ctx.fwd = miss_reason
         return None, None, request_cc
     honour = behaviour.honour_request_cache_control
+    age = entry.age(ctx.now)
     decision, reason = reuse_decision(
-        entry_age=entry.age(ctx.now),
+        entry_age=age,
         ttl=entry.ttl,
         request_cc=request_cc,
         pragma_no_cache=honour
@@ -70,12 +73,10 @@ def reuse(
     )
     if decision is ReuseDecision.FRESH:
         ctx.result = CacheResult.HIT
-        return parts.deliver.from_entry(ctx, entry, hit=True), entry, request_cc
+        return parts.deliver.from_entry(ctx, entry, hit=True, age=age), entry, request_cc
     ctx.fwd = reason or FwdReason.STALE
     # RFC 5861 §3: within stale-while-revalidate, serve stale now and refresh in the background.
-    if decision is ReuseDecision.STALE and within_stale_window(
-        entry.age(ctx.now), entry.ttl, entry.stale_while_revalidate
-    ):
+    if decision is ReuseDecision.STALE and within_stale_window(age, entry.ttl, entry.stale_while_revalidate):
         refresh_in_background(parts, ctx, behaviour, entry)
         ctx.result = CacheResult.STALE
         return parts.deliver.from_entry(ctx, entry, hit=False), entry, request_cc
