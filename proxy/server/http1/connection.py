@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.edge.hardening import Answer, RequestPolicy, Target
 from proxy.http.headers import parse_list_header, strip_hop_by_hop
-from proxy.messages import EdgeRequest, EdgeResponse
+from proxy.messages import EdgeRequest, EdgeResponse, nothing_to_finish
 from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
@@ -72,6 +72,10 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 # How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
 SHUTDOWN_IDLE_GRACE = 1.0
+
+
+# The end of a pre-encoded hit's head (its framing fields and the blank line), by the text of those fields.
+_HEAD_ENDS: dict[str, bytes] = {}
 
 
 class _Pending:
@@ -606,8 +610,14 @@ class H1Connection(asyncio.Protocol):
             extra += "Connection: close\r\n"
         encoded: list[bytes]
         if response.head is not None:  # a pre-encoded hit (proxy.pipeline.encoded): it has Date and Type
-            # Its parts go out as they are (one writev with the body): nothing joined per hit.
-            encoded = [status_line(status), *response.head, (extra + "\r\n").encode("ascii")]
+            # Its parts go out as they are (one writev with the body): nothing joined per hit, and the
+            # framing lines (a few distinct lengths) encoded once.
+            end = _HEAD_ENDS.get(extra)
+            if end is None:
+                if len(_HEAD_ENDS) >= 1024:
+                    _HEAD_ENDS.clear()
+                end = _HEAD_ENDS[extra] = (extra + "\r\n").encode("ascii")
+            encoded = [status_line(status), *response.head, end]
         else:
             encoded = [encode_head(status, headers, extra)]
         self._response_started = True
@@ -630,7 +640,9 @@ class H1Connection(asyncio.Protocol):
                 completed = not self._lost
             except ConnectionError:
                 pass
-            await response.finish(completed)
+            finish = response.finish
+            if finish is not nothing_to_finish:  # no coroutine to create and await for most answers
+                await finish(completed)
             pipeline.finish(ctx, status, sent, completed)
             return keep_alive and completed
         try:
