@@ -110,6 +110,8 @@ def serve_origin(fd: int) -> None:
             return web.Response(body=BODY_10M, headers=cacheable)
         if path.startswith("/miss/"):
             return web.Response(body=BODY_1K, headers=no_store)
+        if path.startswith("/c/"):  # the memory row: as many distinct cacheable 1 KiB objects as asked for
+            return web.Response(body=BODY_1K, headers=cacheable)
         return web.Response(status=404, text="not found\n", headers={"Cache-Control": "no-store"})
 
     async def main() -> None:
@@ -289,6 +291,9 @@ def start_edge(
               name: bench-edge
               workers: {workers}
               access_log: "off"
+            cache:
+              memory:
+                max_bytes: 2GiB   # room for the memory row's 100,000 objects (nothing is evicted)
             origins:
               bench:
                 url: http://{HOST}:{origin_port}
@@ -504,6 +509,122 @@ async def _python_load(port: int, sc: Scenario, connections: int, max_requests: 
 def run_python_load(args: argparse.Namespace, port: int, sc: Scenario) -> Result:
     result: Result = _run_async(_python_load(port, sc, args.connections, args.requests, float(args.duration)))
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# A fixed number of requests (the memory row, benchmarks/instructions.py): raw keep-alive sockets
+
+
+async def _drive(port: int, paths: list[str], connections: int) -> int:
+    """GET every path once over ``connections`` keep-alive connections; return how many were not 200."""
+    next_path = iter(paths)
+    bad = 0
+
+    async def one_connection() -> None:
+        nonlocal bad
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            for path in next_path:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200 "):
+                    bad += 1
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if length is None:  # the benchmark origin and both servers always give a length
+                    raise RuntimeError(f"no Content-Length in the answer to {path}: {head!r}")
+                await reader.readexactly(int(length.group(1)))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return bad
+
+
+def drive(port: int, paths: list[str], connections: int = 16) -> int:
+    """Synchronous ``_drive``: every path requested exactly once; the count of non-200 answers."""
+    bad: int = _run_async(_drive(port, paths, connections))
+    return bad
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident set size of one process (VmRSS, which includes the shared memory it touched)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def _serving_pids(server: str, proc: subprocess.Popen[bytes]) -> list[int]:
+    """The processes that hold the cache: nginx's worker(s) (children of its master), edgeproxy itself (one
+    worker serves in the process we started) or its workers."""
+    kids = _children(proc.pid)
+    return kids if (server == "nginx" or kids) else [proc.pid]
+
+
+@dataclass
+class MemoryRow:
+    server: str
+    objects: int
+    rss_before: int
+    rss_after: int
+    failed: int
+
+    @property
+    def per_object(self) -> float:
+        """RSS growth per cached object, body included."""
+        return (self.rss_after - self.rss_before) / self.objects
+
+    @property
+    def beyond_body(self) -> float:
+        """Growth beyond the body: nginx's bodies are files (page cache), not in its RSS."""
+        return self.per_object - (0 if self.server == "nginx" else len(BODY_1K))
+
+
+def measure_memory(server: str, proc: subprocess.Popen[bytes], port: int, objects: int) -> MemoryRow:
+    """Fill ``objects`` distinct cacheable 1 KiB objects (each fetched once: a miss that stores it), then
+    fetch them all again (hits: nothing new may be stored); RSS growth of the serving process(es)."""
+    token = time.monotonic_ns()
+    paths = [f"/c/{token}-{i}" for i in range(objects)]
+    drive(port, paths[:1000])  # warm the code paths and the origin pool before the first sample
+    time.sleep(0.5)
+    pids = _serving_pids(server, proc)
+    before = sum(_rss_bytes(p) for p in pids)
+    failed = drive(port, paths[1000:])
+    failed += drive(port, paths[1000:])  # all hits now: an object that was not stored would show here
+    time.sleep(0.5)
+    after = sum(_rss_bytes(p) for p in pids)
+    return MemoryRow(server, objects - 1000, before, after, failed)
+
+
+def print_memory(rows: list[MemoryRow]) -> None:
+    print()
+    print("Memory per cached 1 KiB object (RSS growth of the serving process over the fill, ÷ objects):")
+    print()
+    print("| Server | objects | RSS growth | per object | beyond the 1 KiB body |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        growth = (r.rss_after - r.rss_before) / 2**20
+        print(
+            f"| {r.server} | {r.objects:,} | {growth:,.1f} MiB | {r.per_object:,.0f} B |"
+            f" {r.beyond_body:,.0f} B |"
+        )
+    print()
+    print("  nginx keeps bodies in files (page cache, outside its RSS): its growth is the keys zone (~128 B")
+    print("  a key by its own documentation, 8,000 keys per MB) plus its per-object bookkeeping; each body")
+    print("  also takes at least one 4 KiB page of page cache. edgeproxy keeps the bodies in its own RSS.")
+    for r in rows:
+        if r.failed:
+            print(f"  WARNING: {r.server}: {r.failed} requests did not answer 200")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -789,6 +910,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also measure HTTP/2: h2load -c 16 -m 32, 1 KiB hits over TLS, edgeproxy vs nginx (ssl http2)",
     )
     p.add_argument(
+        "--memory",
+        type=int,
+        nargs="?",
+        const=100_000,
+        default=0,
+        metavar="N",
+        help="also measure RSS growth per cached 1 KiB object over N objects (default N: 100000)",
+    )
+    p.add_argument("--no-speed", action="store_true", help="skip the wrk table (e.g. with --memory)")
+    p.add_argument(
         "--requests", type=int, default=20_000, help="request cap per measurement without wrk (default 20000)"
     )
     p.add_argument(
@@ -809,10 +940,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "rounds": (1, 20),
         "workers": (1, 64),
         "requests": (1, 10_000_000),
+        "memory": (0, 1_000_000),
     }
     for name, (lo, hi) in bounds.items():
         if not lo <= getattr(args, name) <= hi:
             p.error(f"--{name} must be between {lo} and {hi}")
+    if args.memory and args.memory <= 1000:
+        p.error("--memory needs more than 1000 objects (the first 1000 warm up)")
     if args.threads > args.connections:
         p.error("--threads cannot exceed --connections")
     return args
@@ -924,10 +1058,10 @@ def main(argv: list[str] | None = None) -> int:
         for server, port in ports.items():
             print(f"warm {server}: {warm(server, port)}")
 
-        total = args.rounds * len(SCENARIOS) * len(ports)
+        total = 0 if args.no_speed else args.rounds * len(SCENARIOS) * len(ports)
         print(f"\n{total} measurements of {args.duration}s each (about {total * (args.duration + 1)}s)")
         n = 0
-        for rnd in range(args.rounds):
+        for rnd in range(0 if args.no_speed else args.rounds):
             order = list(ports) if rnd % 2 == 0 else list(reversed(ports))  # alternate who goes first
             for sc in SCENARIOS:
                 for server in order:
@@ -959,7 +1093,16 @@ def main(argv: list[str] | None = None) -> int:
                         f"{result.rps:>10,.0f} req/s  p99 {_fmt_ms(result.p99_ms)}{err}"
                     )
 
-        print_table(reports, args, tool)
+        if not args.no_speed:
+            print_table(reports, args, tool)
+        if args.memory:
+            rows = []
+            for server, port in ports.items():
+                proc = procs.get(server)
+                if proc is not None and proc.poll() is None:
+                    print(f"memory: filling {server} with {args.memory:,} objects …", flush=True)
+                    rows.append(measure_memory(server, proc, port, args.memory))
+            print_memory(rows)
         if args.scaling and "edgeproxy" in ports:
             scaling = measure_scaling(procs, args, tmp, origin_port, wrk, reports)
             print("\n" + scaling)

@@ -21,7 +21,17 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.http.reasons import BlockReason
 from proxy.origin.upgrade import UpgradedOrigin
 
-__all__ = ["BodyPart", "EdgeRequest", "EdgeResponse", "Guard", "GuardInput", "Headers", "RoutedTo", "Verdict"]
+__all__ = [
+    "BodyPart",
+    "EdgeRequest",
+    "EdgeResponse",
+    "Guard",
+    "GuardInput",
+    "Headers",
+    "RoutedTo",
+    "Verdict",
+    "nothing_to_finish",
+]
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 BodyPart = bytes | memoryview
@@ -54,7 +64,8 @@ class EdgeRequest:
         return f"{self.path}?{self.query}" if self.query else self.path
 
 
-async def _nothing_to_finish(completed: bool) -> None:
+async def nothing_to_finish(completed: bool) -> None:
+    """``EdgeResponse.finish`` when there is nothing to release (a front may skip awaiting it)."""
     return None
 
 
@@ -76,7 +87,7 @@ class EdgeResponse:
     stream: AsyncIterator[bytes] | None = None
     content_length: int | None = None
     no_body: bool = False
-    finish: Callable[[bool], Awaitable[None]] = field(default=_nothing_to_finish)
+    finish: Callable[[bool], Awaitable[None]] = field(default=nothing_to_finish)
     # A 101 answer to a WebSocket handshake: the origin's switched connection, which the front pipes to the
     # viewer's once the head is written (``proxy.server.tunnel``).
     tunnel: UpgradedOrigin | None = None

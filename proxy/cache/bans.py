@@ -313,8 +313,8 @@ class BanList:
         "_folds",
         "_hard",
         "_max_bans",
-        "newest",
         "_soft",
+        "newest",
     )
 
     def __init__(self, max_bans: int = 10_000) -> None:

@@ -36,7 +36,7 @@ class CacheEntry:
     tags: tuple[str, ...] = ()  # surrogate keys (Surrogate-Key / Cache-Tag) for tag purges
     extra: dict[str, str] = field(default_factory=dict)  # forward-compatible metadata (survives the codec)
     # Derived, never serialised nor compared: the stored fields pre-encoded for HTTP/1.1 by DELIVER at the
-    # entry's first fast hit (``proxy.pipeline.encoded``). Not in ``size``: at most the header text again.
+    # entry's first fast hit (``proxy.pipeline.encoded``). ``size`` reserves room for it from the start.
     wire: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def age(self, now: float) -> float:
@@ -53,8 +53,11 @@ class CacheEntry:
 
         Counted: the body, every stored header name and value (as ``str`` objects, so a non-ASCII value
         costs its real 2 or 4 bytes per character), the tuple of header pairs, the Vary field names, the
-        tags, ``extra``, and ``ENTRY_OVERHEAD`` for the entry object itself. Computed on each call (a loop
-        over the headers): ``MemoryStore.set`` calls it once per store, never on the hit path.
+        tags, ``extra``, ``ENTRY_OVERHEAD`` for the entry object itself, and the pre-encoded head
+        (``wire``) that the entry's first fast hit may build later: its bytes are at most the header text
+        plus ``: `` and CRLF per field (UTF-8: at most 4 bytes a character), reserved from the start so that
+        the budget holds whether or not the entry is ever hit. Computed on each call (a loop over the
+        headers): ``MemoryStore.set`` calls it once per store, never on the hit path.
         """
         getsizeof = sys.getsizeof
         headers = self.headers
@@ -65,8 +68,11 @@ class CacheEntry:
             text = "".join(chain.from_iterable(headers))
             if text.isascii():
                 size += len(text) + 2 * _EMPTY_STR_SIZE * len(headers)
+                wire = len(text)
             else:
                 size += sum(map(getsizeof, chain.from_iterable(headers)))
+                wire = 4 * len(text)
+            size += WIRE_OVERHEAD + wire + 4 * len(headers)
         for strings in (self.vary, self.tags):
             if strings:
                 size += getsizeof(strings) + sum(map(getsizeof, strings))
@@ -85,6 +91,8 @@ class CacheEntry:
 # than what the objects take.
 ENTRY_OVERHEAD = 448
 HEADER_PAIR_OVERHEAD = 64
+# The pre-encoded head (``CacheEntry.wire``) beyond its bytes: the 2-tuple and the two bytes objects' headers.
+WIRE_OVERHEAD = sys.getsizeof((b"", b"")) + 2 * sys.getsizeof(b"")
 _EMPTY_STR_SIZE = sys.getsizeof("")  # an ASCII str costs this plus one byte per character
 
 

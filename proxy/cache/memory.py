@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from proxy.cache.compact import FieldTable
 from proxy.cache.entry import CacheEntry
 
 # The store's bookkeeping per entry, beyond the key string and the entry's own objects: the OrderedDict
@@ -54,7 +55,16 @@ class MemoryStats:
 class MemoryStore:
     """A least-recently-used map from key to entry; the sum of ``charged_size`` stays ≤ ``max_bytes``."""
 
-    __slots__ = ("_bytes", "_data", "_evictions", "_hits", "_max_bytes", "_max_object_bytes", "_misses")
+    __slots__ = (
+        "_bytes",
+        "_data",
+        "_evictions",
+        "_fields",
+        "_hits",
+        "_max_bytes",
+        "_max_object_bytes",
+        "_misses",
+    )
 
     def __init__(self, max_bytes: int, max_object_bytes: int) -> None:
         """Create an empty store; called once per worker from the ``cache.memory`` settings.
@@ -73,6 +83,9 @@ class MemoryStore:
         self._hits = 0
         self._misses = 0
         self._evictions = 0
+        # Header pairs shared by the stored entries (``proxy.cache.compact``). Not charged: bounded to about
+        # 2-3 % of the budget (a pair with its slot takes ~200 bytes), at most 8,192 pairs.
+        self._fields = FieldTable(min(8192, max_bytes // 8192))
 
     def get(self, key: str) -> CacheEntry | None:
         """Return the entry stored under ``key`` and mark it most recently used, or None when there is none.
@@ -101,6 +114,7 @@ class MemoryStore:
         response that replaced it could not be kept. Replacing a key charges the new size instead of the old
         one. Least recently used entries are evicted until the total fits in ``max_bytes``.
         """
+        self._fields.share(entry)
         size = charged_size(key, entry)
         data = self._data
         old = data.pop(key, None)

@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from proxy.cache.entry import ENTRY_OVERHEAD, HEADER_PAIR_OVERHEAD, CacheEntry
+from proxy.cache.entry import ENTRY_OVERHEAD, HEADER_PAIR_OVERHEAD, WIRE_OVERHEAD, CacheEntry
 from proxy.cache.memory import SLOT_OVERHEAD, MemoryStats, MemoryStore, charged_size
 from proxy.cache.storage import MemoryStorage, Storage
 from proxy.cache.vary import vary_marker
@@ -70,6 +70,10 @@ def test_size_counts_key_headers_vary_tags_and_overheads() -> None:
         + sys.getsizeof(e.body)
         + 2 * HEADER_PAIR_OVERHEAD
         + sum(sys.getsizeof(s) for s in ("ab", "cde", "Set", "\u20ac"))  # the euro sign is 2 bytes
+        # room for the pre-encoded head: non-ASCII text at 4 UTF-8 bytes a character, ": " + CRLF a field
+        + WIRE_OVERHEAD
+        + 4 * len("abcdeSet\u20ac")
+        + 4 * 2
         + sys.getsizeof(e.vary)
         + sys.getsizeof("accept-encoding")
         + sys.getsizeof(e.tags)

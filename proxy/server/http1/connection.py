@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.edge.hardening import Answer, RequestPolicy, Target
 from proxy.http.headers import parse_list_header, strip_hop_by_hop
-from proxy.messages import EdgeRequest, EdgeResponse
+from proxy.messages import EdgeRequest, EdgeResponse, nothing_to_finish
 from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
@@ -83,6 +83,10 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 # How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
 SHUTDOWN_IDLE_GRACE = 1.0
+
+
+# The end of a pre-encoded hit's head (its framing fields and the blank line), by the text of those fields.
+_HEAD_ENDS: dict[str, bytes] = {}
 
 
 class _Pending:
@@ -618,8 +622,14 @@ class H1Connection(asyncio.Protocol):
             extra += "Connection: close\r\n"
         encoded: list[bytes]
         if response.head is not None:  # a pre-encoded hit (proxy.pipeline.encoded): it has Date and Type
-            # Its parts go out as they are (one writev with the body): nothing joined per hit.
-            encoded = [status_line(status), *response.head, (extra + "\r\n").encode("ascii")]
+            # Its parts go out as they are (one writev with the body): nothing joined per hit, and the
+            # framing lines (a few distinct lengths) encoded once.
+            end = _HEAD_ENDS.get(extra)
+            if end is None:
+                if len(_HEAD_ENDS) >= 1024:
+                    _HEAD_ENDS.clear()
+                end = _HEAD_ENDS[extra] = (extra + "\r\n").encode("ascii")
+            encoded = [status_line(status), *response.head, end]
         else:
             encoded = [encode_head(status, headers, extra)]
         self._response_started = True
@@ -643,13 +653,20 @@ class H1Connection(asyncio.Protocol):
                 completed = not self._lost
             except ConnectionError:
                 pass
-            await response.finish(completed)
+            finish = response.finish
+            if finish is not nothing_to_finish:  # no coroutine to create and await for most answers
+                await finish(completed)
             pipeline.finish(ctx, status, sent, completed)
             return keep_alive and completed
+        # A body of known length goes out with the head in one writev when its first chunk comes (one
+        # syscall fewer per streamed miss); a chunked or close-delimited one gets its head at once.
+        unsent: list[bytes] | None = encoded
         try:
             if self._lost:
                 raise ConnectionResetError("the viewer closed the connection")
-            transport.writelines(encoded)
+            if no_body or chunked or length is None:
+                transport.writelines(encoded)
+                unsent = None
             if not no_body:
                 async for chunk in stream:
                     if not chunk:
@@ -658,6 +675,9 @@ class H1Connection(asyncio.Protocol):
                         raise ConnectionResetError("the viewer closed the connection")
                     if chunked:
                         transport.writelines([chunk_prefix(len(chunk)), chunk, CRLF])
+                    elif unsent is not None:
+                        transport.writelines([*unsent, chunk])
+                        unsent = None
                     else:
                         transport.write(chunk)
                     sent += len(chunk)
@@ -665,17 +685,22 @@ class H1Connection(asyncio.Protocol):
                         await self._drain()
                 if chunked:
                     transport.write(LAST_CHUNK)
+            if unsent is not None:  # an empty body
+                transport.writelines(unsent)
+                unsent = None
             if self._writing_paused:
                 await self._drain()
             completed = not self._lost
         except OriginError as exc:
             # The origin failed mid-body: cut the viewer's connection so the truncation is visible.
             log.warning("origin failed mid-body for %s: %s", ctx.request.path, exc)
+            self._write_unsent(unsent)
             self._abort()
         except ConnectionError:
             pass  # the viewer went away
         except Exception:
             log.exception("response stream failed for %s", ctx.request.path)
+            self._write_unsent(unsent)
             self._abort()
         finally:
             if hasattr(stream, "aclose"):
@@ -684,6 +709,13 @@ class H1Connection(asyncio.Protocol):
             await response.finish(completed)
             pipeline.finish(ctx, status, sent, completed)
         return keep_alive and completed
+
+    def _write_unsent(self, head: list[bytes] | None) -> None:
+        """A head still held back for its first body chunk, written before a failure cuts the connection
+        (the viewer sees the status, then the truncation, as when the head went out at once)."""
+        if head is not None and self._transport is not None and not self._lost:
+            with contextlib.suppress(Exception):
+                self._transport.writelines(head)
 
     async def _switch(self, ctx: RequestContext, response: EdgeResponse) -> bool:
         """Relay the origin's ``101`` (RFC 9110 §15.2.2), then pipe bytes both ways until both sides are
