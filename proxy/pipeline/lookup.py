@@ -9,6 +9,8 @@ the entry to revalidate (or None) for COLLAPSE and FETCH.
 
 from __future__ import annotations
 
+from multidict import istr
+
 from proxy.cache.entry import CacheEntry
 from proxy.http.cache_control import EMPTY, CacheControl, parse_cache_control, pragma_no_cache
 from proxy.http.freshness import ReuseDecision, reuse_decision, within_stale_window
@@ -18,6 +20,9 @@ from proxy.pipeline.context import RequestContext
 from proxy.pipeline.parts import Parts
 from proxy.pipeline.refresh import refresh_in_background
 from proxy.pipeline.runtime import BehaviourRuntime
+
+# Field names as multidict ``istr``: a lookup with one skips lower-casing the name, on every hit.
+_CACHE_CONTROL, _PRAGMA = istr("Cache-Control"), istr("Pragma")
 
 # LOOKUP's outcome: a response to deliver at once, else the stored entry to revalidate (or None), and the
 # request's parsed Cache-Control (read again by the pipeline for only-if-cached and no-store).
@@ -50,7 +55,8 @@ def reuse(
         entry = cache.admit_bans(ctx.key or "", entry)
         if entry is None:
             miss_reason = FwdReason.MISS
-    cache_control = request.headers.get("Cache-Control")
+    headers = request.headers
+    cache_control = headers.get(_CACHE_CONTROL)
     request_cc = parse_cache_control(cache_control) if cache_control is not None else EMPTY
     if entry is None:
         ctx.fwd = miss_reason
@@ -62,11 +68,8 @@ def reuse(
         ttl=entry.ttl,
         request_cc=request_cc,
         pragma_no_cache=honour
-        and "Pragma" in request.headers  # most requests have none: skip the list and the parse
-        and pragma_no_cache(
-            request.headers.getall("Pragma", ()),
-            cache_control_present="Cache-Control" in request.headers,
-        ),
+        and _PRAGMA in headers  # most requests have none: skip the list and the parse
+        and pragma_no_cache(headers.getall(_PRAGMA, ()), cache_control_present=cache_control is not None),
         no_cache=entry.no_cache,
         must_revalidate=entry.must_revalidate,
         honour_request=honour,

@@ -7,7 +7,7 @@ allow), or None to go on to the cache (or straight to the origin for other metho
 
 from __future__ import annotations
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from proxy.edge.verdicts import REQUEST_ID_HEADER
 from proxy.functions import DEVICE_HEADER, classify_device
@@ -17,6 +17,8 @@ from proxy.http.status import reason_phrase
 from proxy.messages import EdgeResponse, Verdict
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.parts import Parts
+
+_VIA = istr("Via")  # as multidict istr: a lookup with one skips lower-casing the name, on every request
 
 
 async def recv(parts: Parts, ctx: RequestContext) -> EdgeResponse | None:
@@ -29,7 +31,7 @@ async def recv(parts: Parts, ctx: RequestContext) -> EdgeResponse | None:
         headers = CIMultiDict(request.headers)
         headers[DEVICE_HEADER] = classify_device(headers.get("User-Agent"))
         request.headers = headers
-    via = request.headers.get("Via")
+    via = request.headers.get(_VIA)
     if via is not None and via_names(via, parts.name):
         # This request already went through this edge: answering beats forwarding it in a loop.
         ctx.synth = SynthReason.LOOP
