@@ -429,6 +429,14 @@ def _ports_served(name: str, service: dict[str, Any]) -> set[int]:
 # (d) the cluster in docker-compose.yml
 
 
+def test_compose_images_are_pinned_by_digest() -> None:
+    services = _load_yaml(COMPOSE)["services"]
+    images = {name: service["image"] for name, service in services.items() if "image" in service}
+    assert images, "compose names no image"
+    for name, image in images.items():
+        assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"service {name}: {image} is not pinned by digest"
+
+
 def test_compose_runs_two_edges_redis_and_an_origin() -> None:
     services = _services()
     assert {"edge-1", "edge-2"} <= set(EDGE_SERVICES), (
