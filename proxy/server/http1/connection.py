@@ -30,6 +30,7 @@ from proxy.origin.base import OriginError
 from proxy.origin.upgrade import Hold
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.pipeline import Pipeline
+from proxy.server.framing import NO_BODY_STATUSES, body_of
 from proxy.server.http1.body import BODY_MALFORMED, RequestBody, ViewerBodyError
 from proxy.server.http1.parse import RequestHead, RequestReader
 from proxy.server.http1.wire import (
@@ -78,7 +79,6 @@ log = logging.getLogger("edgeproxy")
 
 MAX_QUEUED = 8  # parsed requests waiting behind the one being served before reading pauses
 BODY_HIGH_WATER = 256 * 1024  # request body bytes buffered before reading pauses
-_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 # How long a graceful stop keeps an idle keep-alive connection open for a request already on its way.
@@ -584,19 +584,12 @@ class H1Connection(asyncio.Protocol):
         status = response.status
         headers = response.headers
         version = head.version
-        no_body = response.no_body or head.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        no_body, parts, length = body_of(response, head.method, status)
         stream = response.stream
-        parts: list[bytes | memoryview] = []
-        length = response.content_length
-        if stream is None:
-            payload = response.body
-            parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
-            if not no_body:
-                length = sum([len(part) for part in parts]) if len(parts) != 1 else len(parts[0])
         keep_alive = not close and self._keep_alive(head, body)
         chunked = False
         extra = ""
-        if status < 200 or status in _NO_BODY_STATUSES:
+        if status < 200 or status in NO_BODY_STATUSES:
             pass  # RFC 9110 §8.6: no Content-Length on 1xx and 204 (aiohttp's rule for 304 as well)
         elif no_body:
             if length is not None:

@@ -57,6 +57,7 @@ from proxy.http.hpack_literal import LiteralEncoder
 from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
+from proxy.server.framing import NO_BODY_STATUSES, body_of
 from proxy.server.http1.body import RequestBody, ViewerBodyError
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ __all__ = ["H2ViewerConnection"]
 
 log = logging.getLogger("edgeproxy")
 
-_NO_BODY_STATUSES = frozenset({204, 304})
 _FLUSH_BYTES = 64 * 1024  # response bytes queued in h2 before they are written without waiting
 # The connection-level receive window: request bodies of all streams buffered at most this much.
 CONNECTION_WINDOW = 1024 * 1024
@@ -534,17 +534,10 @@ class H2ViewerConnection(asyncio.Protocol):
         if response.tunnel is not None:
             response.tunnel.close()  # no WebSocket over HTTP/2 (RFC 8441 is not offered)
             status = 501
-        no_body = response.no_body or request.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        no_body, parts, length = body_of(response, request.method, status)
         stream_body = response.stream
-        parts: list[bytes | memoryview] = []
-        length = response.content_length
-        if stream_body is None:
-            payload = response.body
-            parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
-            if not no_body:
-                length = sum(len(part) for part in parts)
         extra: list[tuple[str, str]] = []
-        if status < 200 or status in _NO_BODY_STATUSES:
+        if status < 200 or status in NO_BODY_STATUSES:
             pass  # RFC 9110 §8.6
         elif length is not None:
             extra.append(("content-length", str(length)))

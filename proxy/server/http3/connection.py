@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 import pylsqpack
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
@@ -57,6 +57,7 @@ from proxy.messages import EdgeRequest, EdgeResponse
 from proxy.origin.base import OriginError
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.pipeline import Pipeline
+from proxy.server.framing import NO_BODY_STATUSES, body_of
 from proxy.server.http1.body import RequestBody, ViewerBodyError
 from proxy.server.http1.wire import DateCache
 
@@ -67,7 +68,6 @@ log = logging.getLogger("edgeproxy")
 SEND_HIGH_WATER = 256 * 1024  # unacknowledged response bytes of one stream before its task waits
 SEND_PIECE = 64 * 1024  # the largest DATA frame written before checking the mark again
 BODY_HIGH_WATER = 256 * 1024  # request body bytes waiting for the pipeline before the window stops growing
-_NO_BODY_STATUSES = frozenset({204, 304})
 _BAD_REQUEST = Answer(400, BlockReason.BAD_TARGET)
 
 
@@ -415,17 +415,10 @@ class H3Protocol(QuicConnectionProtocol):
         http = self._http
         assert http is not None
         status = response.status
-        no_body = response.no_body or head.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        no_body, parts, length = body_of(response, head.method, status)
         stream = response.stream
-        parts: list[Any] = []
-        length = response.content_length
-        if stream is None:
-            payload = response.body
-            parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
-            if not no_body:
-                length = sum(len(part) for part in parts)
         extra: list[tuple[str, str]] = []
-        if status >= 200 and status not in _NO_BODY_STATUSES:
+        if status >= 200 and status not in NO_BODY_STATUSES:
             if length is not None:
                 extra.append(("content-length", str(length)))
             elif no_body and "Content-Length" in response.headers:
