@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 import pytest
-
 from proxy.edge.policies import https_authority
+
 from proxy.http.error_page import accepts_html, render
 from proxy.settings import ListenAddress, config_for_origin
 from proxy.startup import NOTHING_TO_RELOAD, listen_failure
