@@ -95,6 +95,19 @@ async def test_a_damaged_file_is_a_miss_and_is_removed(
     assert "removed unusable entry file" in caplog.text
 
 
+async def test_a_file_changed_after_it_was_verified_is_checked_again(disk: DiskStore) -> None:
+    await disk.set("example.com/a", make_entry(os.urandom(1000)), 120.0)
+    assert await disk.get("example.com/a") is not None  # verified once; later hits skip the checksum
+    assert await disk.get("example.com/a") is not None
+    path = Path(entry_path(disk.path, "example.com/a"))
+    data = path.read_bytes()
+    path.write_bytes(data[:500] + bytes([data[500] ^ 0x10]) + data[501:])  # same size
+    stamp = time.time() - 5
+    os.utime(path, (stamp, stamp))  # another modification time, whatever the clock's granularity
+    assert await disk.get("example.com/a") is None
+    assert not path.exists() and disk.stats()["corrupt"] == 1
+
+
 async def test_a_file_of_another_key_is_a_miss(disk: DiskStore) -> None:
     await disk.set("example.com/a", make_entry(), 120.0)
     target = Path(entry_path(disk.path, "example.com/b"))
