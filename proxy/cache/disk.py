@@ -29,8 +29,13 @@ the background, and whenever its own writes since the last scan could have pushe
 file), the scan removes the least recently touched files until the folder is below 90 % of ``max_bytes``.
 Two workers evicting at once may remove a little more than needed, never corrupt anything.
 
-Disk I/O never runs on the event loop: every read, write, delete and scan runs in this tier's small thread
-pool. Bodies are read whole (up to ``max_object_bytes``) in that pool and handed over as ``bytes``, because
+Disk I/O never waits on the event loop: writes, deletes, scans and reads of files that are large or not in
+the page cache run in this tier's small thread pool. A small file (up to ``_INLINE_READ_MAX``) wholly in the
+page cache is read on the loop with ``preadv(..., RWF_NOWAIT)``, which the kernel answers from memory or
+refuses with EAGAIN (then the pool reads it): a disk hit then costs no thread switch. (Its ``open`` may
+still look up the inode, as any open does.) A file's CRC-32 is verified at its first read in a process and
+again whenever the file changes (device, inode, size and modification time are remembered), not on every
+hit. Bodies are read whole (up to ``max_object_bytes``) in that pool and handed over as ``bytes``, because
 ``CacheEntry.body`` is bytes everywhere in the pipeline; streaming a large body from the file in chunks is
 left for when entries can carry a body reader (issue 15 item 1): RSS for a disk hit is bounded by about
 three times ``max_object_bytes`` per hit being read (the file, the decoded body, the socket buffer).
