@@ -123,6 +123,10 @@ class Edge:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
         (host, port) pairs."""
         await self.runtime.start()
+        if self.disk is not None and self.coordinator is not None:
+            # The bans made while this node was down, before it listens (so before any disk hit).
+            with contextlib.suppress(Exception):
+                await self.coordinator.poll_once()
         front = make_server(self.pipeline, self.config.server)
         self._front = front
         for address in listen or self.config.server.listen:
@@ -133,9 +137,6 @@ class Edge:
         if self.disk is not None:
             self.disk.start()
         if self.coordinator is not None:
-            if self.disk is not None:  # the bans made while this node was down, before any disk hit
-                with contextlib.suppress(Exception):
-                    await self.coordinator.poll_once()
             await self.coordinator.start()
             self._share_rate_limits(self.coordinator)
         await self._start_admin()
