@@ -278,9 +278,19 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def start_edge(
-    procs: Processes, tmp: Path, origin_port: int, workers: int, timeout: float, name: str = "edgeproxy"
+    procs: Processes,
+    tmp: Path,
+    origin_port: int,
+    workers: int,
+    timeout: float,
+    name: str = "edgeproxy",
+    # room for the memory row's 100,000 objects (nothing is evicted)
+    cache: str = "cache: {memory: {max_bytes: 2GiB}}",
+    probe: str = "/1k",
+    port: int | None = None,
 ) -> tuple[int | None, str]:
-    port = _free_port()
+    """Start an edge (``cache``: a one-line ``cache:`` section, if any); its port once ``probe`` answers."""
+    port = port or _free_port()
     config = tmp / ("edge.yaml" if name == "edgeproxy" else f"{name}.yaml")
     config.write_text(
         textwrap.dedent(
@@ -291,9 +301,7 @@ def start_edge(
               name: bench-edge
               workers: {workers}
               access_log: "off"
-            cache:
-              memory:
-                max_bytes: 2GiB   # room for the memory row's 100,000 objects (nothing is evicted)
+            {cache}
             origins:
               bench:
                 url: http://{HOST}:{origin_port}
@@ -308,7 +316,7 @@ def start_edge(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     argv = [sys.executable, "-m", "proxy", "serve", "--config", str(config)]
     proc = procs.start(name, argv, log, cwd=REPO, env=env)
-    why = _wait_until_answers(proc, f"http://{HOST}:{port}/1k", timeout)
+    why = _wait_until_answers(proc, f"http://{HOST}:{port}{probe}", timeout)
     if why is None:
         return port, " ".join(argv)
     procs.stop(proc)
@@ -723,6 +731,122 @@ def measure_scaling(
     return f"Scaling: {sc.title}, edgeproxy 2 workers: {_fmt_rps(rps)} req/s, p99 {_fmt_ms(p99)} ({ratio})"
 
 
+DISK_SCENARIOS = (SCENARIOS[1], SCENARIOS[2])  # 100 KiB and 10 MiB
+START_ENTRIES = 100_000
+
+
+def _disk_cache(folder: Path) -> str:
+    # The memory tier takes nothing above 16 KiB: every 100 KiB and 10 MiB hit is read from the disk tier
+    # (from the page cache: the files were just written and read), as nginx's proxy_cache reads its files.
+    return (
+        f"cache: {{memory: {{max_bytes: 64MiB, max_object_bytes: 16KiB}}, "
+        f"disk: {{path: '{folder}', max_bytes: 4GiB, max_object_bytes: 64MiB}}}}"
+    )
+
+
+def fill_disk(folder: Path, count: int, host: str) -> None:
+    """Write ``count`` small entries (keys ``<host>/filler/<i>``) straight into a disk tier folder, as a
+    long-running edge leaves them."""
+    from proxy.cache.disk import DiskStore, entry_path
+    from proxy.cache.disk import _pack as pack  # the file format, without the thread pool
+    from proxy.cache.entry import CacheEntry
+
+    DiskStore(str(folder), max_bytes=1 << 40, max_object_bytes=1 << 20)  # creates the layout
+    now = time.time()
+    for i in range(count):
+        key = f"{host}/filler/{i}"
+        entry = CacheEntry(200, (("Content-Type", "text/plain"),), b"x" * 512, now, now, 0.0, 3600.0)
+        path = entry_path(str(folder), key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.writelines(pack(key, entry, now + 3600))
+
+
+def measure_disk(
+    procs: Processes,
+    args: argparse.Namespace,
+    tmp: Path,
+    origin_port: int,
+    wrk: str | None,
+    nginx_port: int | None,
+) -> list[str]:
+    """Disk-tier hits (100 KiB, 10 MiB) on a second edge whose memory tier is too small for them, against
+    nginx's proxy_cache hits of the main table; then the start time of an edge with 100,000 entries on
+    disk (process start to its first answer). nginx (``nginx_port``) is measured again next to each disk
+    measurement. Lines for the report."""
+    folder = tmp / "disk-cache"
+    port, detail = start_edge(
+        procs, tmp, origin_port, 1, args.startup_timeout, name="edgeproxy-disk", cache=_disk_cache(folder)
+    )
+    if port is None:
+        return ["ERROR: " + detail]
+    lines = ["Disk tier hits (memory tier too small; page cache warm) vs nginx proxy_cache hits:"]
+    try:
+        for sc in DISK_SCENARIOS:
+            deadline = time.monotonic() + 30
+            while True:  # miss, write-through to disk, then disk hits
+                _status, headers, _body = _get(f"http://{HOST}:{port}{sc.path}", timeout=10.0)
+                if "detail=disk" in headers.get("Cache-Status", "") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            runs: list[Result] = []
+            nginx_runs: list[Result] = []
+            for _ in range(args.rounds):  # interleaved with nginx's hits, when it runs: the same load
+                for target, into in ((port, runs), (nginx_port, nginx_runs)):
+                    if target is None:
+                        continue
+                    time.sleep(PAUSE_BETWEEN_RUNS_S)
+                    into.append(
+                        run_wrk(procs, wrk, args, tmp, target, sc)
+                        if wrk
+                        else run_python_load(args, target, sc)
+                    )
+            disk = Report(sc.key, "edgeproxy-disk", runs)
+            rps, p99 = disk.median("rps"), disk.median("p99_ms")
+            nginx = Report(sc.key, "nginx", nginx_runs).median("rps") if nginx_runs else None
+            ratio = f"{rps / nginx:.2f}x nginx ({_fmt_rps(nginx)} req/s)" if rps and nginx else "no nginx"
+            lines.append(f"  {sc.title} from disk: {_fmt_rps(rps)} req/s, p99 {_fmt_ms(p99)}, {ratio}")
+    finally:
+        proc = procs.get("edgeproxy-disk")
+        if proc is not None:
+            procs.stop(proc)
+    big = tmp / "disk-100k-entries"
+    port = _free_port()
+    started = time.monotonic()
+    fill_disk(big, START_ENTRIES, f"{HOST}:{port}")
+    filled = time.monotonic() - started
+    timings = []
+    for name, folder, probe, at in (
+        ("edgeproxy-empty", tmp / "disk-empty", "/1k", None),  # the same edge with nothing on disk
+        ("edgeproxy-start", big, "/filler/7", port),
+    ):
+        started = time.monotonic()
+        up, detail = start_edge(
+            procs,
+            tmp,
+            origin_port,
+            1,
+            args.startup_timeout,
+            name=name,
+            cache=_disk_cache(folder),
+            probe=probe,
+            port=at,
+        )
+        elapsed = time.monotonic() - started
+        if up is None:
+            return [*lines, "ERROR: " + detail]
+        _status, headers, _body = _get(f"http://{HOST}:{up}{probe}")
+        proc = procs.get(name)
+        if proc is not None:
+            procs.stop(proc)
+        timings.append((elapsed, headers.get("Cache-Status", "")))
+    lines.append(
+        f"Start (process start to first answer): {timings[1][0]:.2f}s with {START_ENTRIES:,} entries on disk"
+        f" (written in {filled:.1f}s; that answer: {timings[1][1]}), {timings[0][0]:.2f}s with none"
+    )
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------
 # HTTP/2 row (--h2): h2load -c 16 -m 32, 1 KiB hits over TLS, edgeproxy vs nginx (listen ... ssl http2)
 
@@ -920,6 +1044,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-speed", action="store_true", help="skip the wrk table (e.g. with --memory)")
     p.add_argument(
+        "--disk",
+        action="store_true",
+        help="also measure disk-tier hits (100 KiB, 10 MiB) and the start time with 100,000 entries on disk",
+    )
+    p.add_argument(
         "--requests", type=int, default=20_000, help="request cap per measurement without wrk (default 20000)"
     )
     p.add_argument(
@@ -1108,6 +1237,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + scaling)
         if args.h2:
             print("\n" + measure_h2(procs, args, tmp, origin_port))
+        if args.disk and "edgeproxy" in ports:
+            print("\n" + "\n".join(measure_disk(procs, args, tmp, origin_port, wrk, ports.get("nginx"))))
         for message in notes + failures:  # repeated here so that they are not lost in the scroll
             print("\n" + message)
         if args.json:

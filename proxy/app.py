@@ -18,8 +18,10 @@ from aiohttp import web
 
 from proxy.admin.api import make_admin_app
 from proxy.admin.ops import EdgeAdmin
+from proxy.cache.banlog import BanLog
 from proxy.cache.bans import Ban, BanList
 from proxy.cache.coordination import Coordinator
+from proxy.cache.disk import DiskStore
 from proxy.cache.memory import MemoryStats, MemoryStore
 from proxy.cache.shared import make_shared_store
 from proxy.cache.tiers import LowerTier
@@ -62,22 +64,35 @@ class Edge:
         # The reload generation: the supervisor's for its workers, else 1 + reloads done in place.
         self.generation = int(os.environ.get(GENERATION_ENV, "1")) if reuse_port else 1
         bans = BanList()
+        disk = config.cache.disk
+        self.disk = (
+            DiskStore(disk.path, max_bytes=disk.max_bytes, max_object_bytes=disk.max_object_bytes)
+            if disk is not None
+            else None
+        )
         # Bans, worker registry and the shield lock need Redis; a memcached shared tier is storage only.
         self.coordinator = (
             Coordinator(shared.url, node=config.server.name, on_ban=bans.add)
             if shared is not None and self.shared is not None and self.shared.supports_coordination
             else None
         )
+        # Without Redis (whose ban set every worker re-reads at start), bans persist next to the disk
+        # tier, so that an invalidation made before a restart is not undone by the disk.
+        self.ban_log = BanLog(self.disk.path) if self.disk is not None and self.coordinator is None else None
+        if self.ban_log is not None:
+            bans.extend(self.ban_log.load())
+            self.ban_log.rewrite(bans.snapshot())
         if config.cache.shield and self.coordinator is None:
             raise ValueError("cache.shield needs a Redis shared tier (cache.shared.url: redis://…)")
+        lower = [LowerTier("disk", self.disk, self.disk.max_object_bytes)] if self.disk is not None else []
+        if self.shared is not None and shared is not None:
+            lower.append(LowerTier("shared", self.shared, shared.max_object_bytes))
         self.pipeline = Pipeline(
             self.runtime,
             self.memory,
             name=config.server.name,
             access_log=self.access_log,
-            lower=[LowerTier("shared", self.shared, shared.max_object_bytes)]
-            if self.shared is not None and shared is not None
-            else [],
+            lower=lower,
             collapse=config.cache.collapse,
             show_key=config.cache.status_key,
             guards=build_guards(config),
@@ -109,6 +124,10 @@ class Edge:
         """Bind every listen address (port 0 picks a free port) and start serving; returns the bound
         (host, port) pairs."""
         await self.runtime.start()
+        if self.disk is not None and self.coordinator is not None:
+            # The bans made while this node was down, before it listens (so before any disk hit).
+            with contextlib.suppress(Exception):
+                await self.coordinator.poll_once()
         front = make_server(self.pipeline, self.config.server)
         if self.config.server.h2c:
             enable_http2(front, self.config.server, tls=False)
@@ -118,6 +137,8 @@ class Edge:
             await front.listen(address.host, address.port, reuse_port=self._reuse_port)
         self.addresses = list(front.addresses)
         await self._start_tls()
+        if self.disk is not None:
+            self.disk.start()
         if self.coordinator is not None:
             await self.coordinator.start()
             self._share_rate_limits(self.coordinator)
@@ -193,7 +214,8 @@ class Edge:
         return len(self.config.behaviours)
 
     def add_ban(self, ban: Ban) -> None:
-        self.pipeline.bans.add(ban)
+        if self.pipeline.bans.add(ban) and self.ban_log is not None:
+            self.ban_log.append(ban)
 
     def find_ban(self, ban_id: str) -> Ban | None:
         return self.pipeline.bans.get(ban_id)
@@ -218,6 +240,9 @@ class Edge:
 
     def shared_stats(self) -> dict[str, int] | None:
         return self.shared.stats() if self.shared is not None else None
+
+    def disk_stats(self) -> dict[str, int] | None:
+        return self.disk.stats() if self.disk is not None else None
 
     def shared_available(self) -> bool | None:
         return self.shared.available if self.shared is not None else None
@@ -277,6 +302,8 @@ class Edge:
         await self.runtime.close()
         if self.shared is not None:
             await self.shared.close()
+        if self.disk is not None:
+            await self.disk.close()
         self.access_log.close()
 
 

@@ -67,7 +67,39 @@ def _load(args: argparse.Namespace) -> EdgeConfig:
     return load_config(args.config or DEFAULT_CONFIG)
 
 
+def _key_line(filename: str, keys: tuple[str, ...]) -> str:
+    """``:line`` of the value of ``keys`` in the YAML file (empty when it cannot be found)."""
+    import yaml
+
+    try:
+        with open(filename, encoding="utf-8") as file:
+            node = yaml.compose(file)
+    except (OSError, yaml.YAMLError):
+        return ""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return ""
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+    return f":{node.start_mark.line + 1}" if node is not None else ""
+
+
+def _check_folders(config: EdgeConfig) -> int:
+    """What only the file system can tell: the disk tier's folder (exists or creatable, writable)."""
+    from proxy.cache.disk import disk_folder_problem
+
+    disk = config.cache.disk
+    problem = disk_folder_problem(disk.path) if disk is not None else None
+    if problem is None:
+        return 0
+    where = config.source_file + _key_line(config.source_file, ("cache", "disk", "path"))
+    print(f"{where}: cache.disk.path: {problem}", file=sys.stderr)
+    print("edgeproxy: 1 problem(s) in the configuration", file=sys.stderr)
+    return 2
+
+
 def _check(config: EdgeConfig) -> int:
+    if _check_folders(config):
+        return 2
     print(f"{config.source_file}: OK")
     print()
     print(behaviour_table(config))

@@ -154,7 +154,8 @@ class Exchange:
 
 class Playbook:
     """One edge's pipeline over scripted origins. ``lower`` adds a lower cache tier (an in-memory
-    ``Storage``, which several playbooks may share as a cluster shares Redis); ``locks`` turns the shield
+    ``Storage``, which several playbooks may share as a cluster shares Redis, labelled "shared") or is the
+    whole list of lower tiers in lookup order (a disk tier, then a shared one…); ``locks`` turns the shield
     on with that fake cluster lock."""
 
     def __init__(
@@ -163,7 +164,7 @@ class Playbook:
         origins: Mapping[str, Script | Reply],
         *,
         clock: Clock | None = None,
-        lower: MemoryStorage | None = None,
+        lower: MemoryStorage | Sequence[LowerTier] | None = None,
         locks: FakeLockService | None = None,
         bans: BanList | None = None,
         name: str = "edge-1",
@@ -183,7 +184,9 @@ class Playbook:
             self.memory,
             name=name,
             access_log=AccessLog("off"),
-            lower=[LowerTier("shared", lower, memory_bytes)] if lower is not None else [],
+            lower=[LowerTier("shared", lower, memory_bytes)]
+            if isinstance(lower, MemoryStorage)
+            else list(lower or ()),
             collapse=self.config.cache.collapse,
             show_key=self.config.cache.status_key,
             bans=bans,

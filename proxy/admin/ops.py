@@ -88,6 +88,9 @@ class AdminSurface(Protocol):
     def shared_available(self) -> bool | None:
         """Whether the shared tier answers, or None without one."""
 
+    def disk_stats(self) -> dict[str, int] | None:
+        """The disk tier's counters and size (``DiskStore.stats``), or None without one."""
+
     def listening(self) -> bool:
         """Whether the viewer listeners are up and accepting (False before start and once stopping)."""
 
@@ -233,6 +236,7 @@ class EdgeAdmin:
             shared=edge.shared_stats(),
             shared_available=edge.shared_available(),
             memory_max_bytes=edge.memory_max_bytes,
+            disk=edge.disk_stats(),
             bans=edge.bans(),
         )
 
@@ -255,6 +259,7 @@ class EdgeAdmin:
             "requests": requests,
             "origins": {name: h.snapshot() for name, h in edge.origin_health().items()},
             "shared": edge.shared_stats(),
+            "disk": edge.disk_stats(),
             "bans": edge.ban_count(),
             "guards": edge.guard_stats(),
         }

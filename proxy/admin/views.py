@@ -101,6 +101,7 @@ class NodeView:
     memory_max_bytes: int
     bans: Sequence[Ban] = ()
     guards: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    disk: dict[str, int] | None = None  # the disk tier's folder-wide size and this worker's counters
 
 
 def _ratio(hit: float, looked: float) -> float | None:
@@ -190,7 +191,14 @@ def dashboard_data(total: Mapping[str, Any], view: NodeView, now: float | None =
                 "max_bytes": view.memory_max_bytes * int(total.get("workers", 1)),
                 "evictions": int(memory.get("evictions", 0)),
             },
-            "disk": None,
+            "disk": None
+            if view.disk is None
+            else {
+                "entries": view.disk["entries"],
+                "bytes": view.disk["bytes"],
+                "max_bytes": view.disk["max_bytes"],
+                "evictions": view.disk["evictions"],
+            },
             "shared": None
             if view.shared is None
             else {"available": bool(view.shared_available), **view.shared},
@@ -296,6 +304,24 @@ def prometheus_text(total: Mapping[str, Any], view: NodeView) -> bytes:
     limit.add_metric(["memory"], float(view.memory_max_bytes * int(total.get("workers", 1))))
     evictions = CounterMetricFamily("edgeproxy_cache_evictions", "Entries evicted, by tier.", labels=["tier"])
     evictions.add_metric(["memory"], float(memory.get("evictions", 0)))
+    if view.disk is not None:  # the folder is shared by the workers: its size is not summed over them
+        entries.add_metric(["disk"], float(view.disk["entries"]))
+        size.add_metric(["disk"], float(view.disk["bytes"]))
+        limit.add_metric(["disk"], float(view.disk["max_bytes"]))
+        evictions.add_metric(["disk"], float(view.disk["evictions"]))
+        counter(
+            "edgeproxy_disk_errors",
+            "Disk tier reads, writes and deletes that failed (answering worker).",
+            view.disk["errors"],
+        )
+        counter(
+            "edgeproxy_disk_corrupt",
+            "Disk tier files that failed their checks and were removed (answering worker).",
+            view.disk["corrupt"],
+        )
+        writable = GaugeMetricFamily("edgeproxy_disk_writable", "1 while the disk tier takes writes.")
+        writable.add_metric([], float(view.disk["writable"]))
+        families.append(writable)
     families += [entries, size, limit, evictions]
     if view.shared is not None:
         operations = CounterMetricFamily(

@@ -69,6 +69,7 @@ __all__ = [
     "CorsConfig",
     "CountriesConfig",
     "CrossCheckFinding",
+    "DiskConfig",
     "EdgeConfig",
     "FirewallConfig",
     "FirewallRule",
@@ -534,10 +535,36 @@ class SharedConfig(_Model):
         return value
 
 
+class DiskConfig(_Model):
+    """The optional disk tier between memory and the shared tier (``proxy.cache.disk``)."""
+
+    path: str  # a folder, created if missing; relative paths start at the config file's folder
+    max_bytes: PositiveSize = 10 * 1024 * 1024 * 1024
+    max_object_bytes: PositiveSize = 64 * 1024 * 1024
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str, info: ValidationInfo) -> str:
+        # Whether the folder can be created and written is checked by ``edgeproxy check``; at run time an
+        # unusable folder degrades the edge to memory only (one log line), it does not refuse to start.
+        return _resolve_path(_non_empty_text(value), info)
+
+    @model_validator(mode="after")
+    def _object_fits(self) -> Self:
+        if self.max_object_bytes > self.max_bytes:
+            raise KeyedValueError(
+                "max_object_bytes",
+                f"must not be more than max_bytes ({format_size(self.max_object_bytes)} > "
+                f"{format_size(self.max_bytes)})",
+            )
+        return self
+
+
 class CacheConfig(_Model):
     """The cache tiers and request collapsing."""
 
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    disk: DiskConfig | None = None
     shared: SharedConfig | None = None
     collapse: bool = True
     shield: bool = False

@@ -45,6 +45,7 @@ ACTIVE_KEYS: set[str] = {
     "server.hosts",
     "server.limits.max_body_bytes",
     "admin",
+    "cache.disk",
     "cache.shared",
     "cache.shield",
     "server.limits.max_header_bytes",

@@ -75,7 +75,7 @@ ERROR_CASES = [
         MINIMAL + "cache:\n  colour: blue\n",
         [
             "edge.yaml:8:3: cache.colour: unknown key "
-            "(expected one of: memory, shared, collapse, shield, status_key)"
+            "(expected one of: memory, disk, shared, collapse, shield, status_key)"
         ],
         id="unknown-key-lists-choices",
     ),
