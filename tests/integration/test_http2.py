@@ -149,6 +149,7 @@ async def test_hit_and_miss_over_tls_alpn(h2edge: H2Edge) -> None:
     records = h2edge.log_lines()
     assert [r["protocol"] for r in records] == ["HTTP/2", "HTTP/2"]
     assert [r["cache"] for r in records] == ["miss", "hit"]
+    assert all(r["ttfb_ms"] is not None and r["ttfb_ms"] <= r["duration_ms"] for r in records)
 
 
 async def test_h2c_prior_knowledge_and_http11_on_the_same_port(h2edge: H2Edge) -> None:

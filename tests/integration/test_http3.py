@@ -85,6 +85,7 @@ async def test_hit_and_miss_over_h3(tmp_path: Path, origin: Origin) -> None:
         assert origin.seen[0].headers["Host"] != ""
         lines = _log_lines(edge, tmp_path)
         assert [line["protocol"] for line in lines] == ["HTTP/3", "HTTP/3"]
+        assert all(line["ttfb_ms"] is not None and line["ttfb_ms"] <= line["duration_ms"] for line in lines)
         assert [line["cache"] for line in lines] == ["miss", "hit"]
     finally:
         await edge.stop()

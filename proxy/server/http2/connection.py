@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, cast
 
 from h2.config import H2Configuration
@@ -561,6 +562,7 @@ class H2ViewerConnection(asyncio.Protocol):
             if stream.reset or self._closed:
                 raise _StreamGone
             end_now = no_body or (stream_body is None and length == 0)
+            ctx.first_byte = time.perf_counter()  # the access log's ttfb_ms
             self._h2.send_headers(stream.id, fields, end_stream=end_now)
             self._flush_soon()
             if not end_now:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Protocol
 
 import pylsqpack
@@ -434,6 +435,7 @@ class H3Protocol(QuicConnectionProtocol):
         try:
             if self._lost or state.reset:
                 raise ConnectionResetError("the viewer cancelled the stream")
+            ctx.first_byte = time.perf_counter()  # the access log's ttfb_ms
             if stream is None:
                 data = b"".join(parts) if not no_body else b""
                 http.send_headers(stream_id, fields, end_stream=not data)
