@@ -90,13 +90,47 @@ async def test_settings_announce_the_limits(guarded: H2Edge) -> None:
     await client.close()
 
 
-async def test_streams_beyond_max_concurrent_streams(guarded: H2Edge) -> None:
+async def test_streams_beyond_max_concurrent_streams_are_refused(
+    guarded: H2Edge, gate: Gate, origin: Origin
+) -> None:
     client = await raw(guarded)
-    client.send(b"".join(client.headers(1 + 2 * n, "/slow") for n in range(11)))
-    await client.wait(lambda: client.goaway is not None or bool(client.resets))
-    assert client.goaway is not None or client.resets  # never an 11th stream served
-    assert 21 not in client.answered
+    # Distinct URLs: identical misses would be collapsed into one origin fetch.
+    client.send(b"".join(client.headers(1 + 2 * n, f"/slow?{n}") for n in range(11)))
+    # RFC 9113 §5.1.2: the 11th stream is a stream error (REFUSED_STREAM); the connection goes on.
+    await client.wait(lambda: 21 in client.resets)
+    assert client.resets == {21: ErrorCodes.REFUSED_STREAM}
+    await wait_for(lambda: origin.count("/slow") == 10)  # the 10 others are served, all at once
+    gate.release.set()
+    await client.wait(lambda: len(client.ended) == 10)
+    assert client.ended == set(range(1, 21, 2)) and 21 not in client.answered
+    # The streams ended: a new one is served on the same connection (its HPACK state intact).
+    client.send(client.headers(23, "/page"))
+    await client.wait(lambda: 23 in client.ended)
+    assert bytes(client.bodies[23]) == b"cached page"
+    assert client.goaway is None and not client.closed
+    assert origin.count("/slow") == 10
     await client.close()
+    await still_serving(guarded)
+
+
+@pytest.mark.parametrize("paced", [True, False], ids=["one-by-one", "one-burst"])
+async def test_a_viewer_that_keeps_exceeding_the_stream_limit_is_cut(guarded: H2Edge, paced: bool) -> None:
+    """Refusals are charged to the rapid-reset budget (50): one by one, the 51st refusal ends the
+    connection; in one burst, more streams than the limit and the budget together end it at once."""
+    client = await raw(guarded)
+    client.send(b"".join(client.headers(1 + 2 * n, "/slow") for n in range(10)))
+    excess = [1 + 2 * n for n in range(10, 10 + 200)]
+    if paced:
+        for stream in excess:
+            client.send(client.headers(stream, "/slow"))
+            await client.wait(lambda s=stream: s in client.resets or client.goaway is not None)  # type: ignore[misc]
+            if client.goaway is not None:
+                break
+        assert 50 <= len(client.resets) <= 51
+        assert set(client.resets.values()) == {ErrorCodes.REFUSED_STREAM}
+    else:
+        client.send(b"".join(client.headers(stream, "/slow") for stream in excess))
+    await expect_goaway(client, ErrorCodes.ENHANCE_YOUR_CALM)
     await still_serving(guarded)
 
 

@@ -18,7 +18,10 @@ with it). For each request stream:
 - the access log line (``Pipeline.finish``) is written after the last byte.
 
 Protections (``server.limits``): SETTINGS announce ``max_concurrent_streams``, ``max_header_list_size`` and
-``hpack_table_size`` (``h2`` enforces them: more streams or a larger decoded list is a connection error);
+``hpack_table_size``. A stream beyond ``max_concurrent_streams`` is refused with RST_STREAM REFUSED_STREAM
+and the connection goes on (RFC 9113 §5.1.2); each refusal is charged to the rapid-reset budget, so a viewer
+that keeps opening streams is cut (``_StreamCeiling``). ``h2`` enforces the header list size (a larger
+decoded list is a connection error);
 ``proxy.edge.h2_floods.FrameScanner`` watches every frame header for rapid reset, control-frame floods and
 CONTINUATION floods (→ GOAWAY ENHANCE_YOUR_CALM and close); a connection with no open stream for
 ``idle_timeout`` gets GOAWAY and closes. A graceful stop sends GOAWAY with the last stream accepted: open
@@ -45,7 +48,7 @@ from h2.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import H2Error, ProtocolError
+from h2.exceptions import H2Error, ProtocolError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 from hpack import HPACKError
 from hyperframe.frame import GoAwayFrame
@@ -91,6 +94,30 @@ class _Stream:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+class _StreamCeiling(Settings):
+    """The edge's local SETTINGS: they announce ``max_concurrent_streams`` but tell ``h2`` a higher ceiling.
+
+    ``h2`` treats a HEADERS frame beyond its local MAX_CONCURRENT_STREAMS as a connection error
+    (``TooManyStreamsError``), raised before it decodes the frame's header block: catching it would leave
+    the HPACK decoder out of step with the viewer's encoder (RFC 9113 §4.3) and lose the other frames of the
+    same read. So ``h2`` enforces only ``ceiling`` (the limit plus the rapid-reset budget: more streams than
+    that in one read is a flood) and ``H2ViewerConnection._on_request`` refuses the streams between the
+    limit and the ceiling itself, as the stream error RFC 9113 §5.1.2 asks for."""
+
+    def __init__(self, ceiling: int, initial_values: dict[SettingCodes, int]) -> None:
+        super().__init__(client=False, initial_values=initial_values)
+        self._ceiling = ceiling
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """What ``h2`` enforces (the SETTINGS frame still carries the announced value)."""
+        return self._ceiling
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
 class _StreamGone(Exception):
@@ -151,8 +178,8 @@ class H2ViewerConnection(asyncio.Protocol):
         h2 = self._h2
         # RFC 9113 §6.5.2. Announced in the first SETTINGS frame and applied at once (a viewer that opens
         # more streams before it read them is refused the same way).
-        h2.local_settings = Settings(
-            client=False,
+        h2.local_settings = _StreamCeiling(
+            ceiling=limits.max_concurrent_streams + limits.max_stream_resets,
             initial_values={
                 SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
                 SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
@@ -201,6 +228,11 @@ class H2ViewerConnection(asyncio.Protocol):
             return
         try:
             events = self._h2.receive_data(data)
+        except TooManyStreamsError:
+            # More streams in one read than the limit and the reset budget together (_StreamCeiling).
+            log.warning("HTTP/2 stream flood from %s: closing the connection", self._client_ip)
+            self._fail(ErrorCodes.ENHANCE_YOUR_CALM, "too-many-streams")
+            return
         except ProtocolError as exc:
             log.debug("HTTP/2 protocol error from %s: %s", self._client_ip, exc)
             self._fail(exc.error_code, "protocol-error")
@@ -367,6 +399,12 @@ class H2ViewerConnection(asyncio.Protocol):
         if self._last_stream >= 0 and stream_id > self._last_stream:
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM, charge=False)  # after our GOAWAY
             return
+        if self._over_stream_limit(stream_id):
+            # RFC 9113 §5.1.2: a stream error, the connection goes on; charged like a reset (the viewer
+            # ignored the announced limit), so a viewer that keeps doing it gets GOAWAY.
+            log.debug("HTTP/2 viewer %s opened more than max_concurrent_streams", self._client_ip)
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM, charge=True)
+            return
         checked = check_request(event.headers or ())
         if isinstance(checked, Malformed):
             log.debug("malformed HTTP/2 request from %s: %s", self._client_ip, checked.reason)
@@ -390,6 +428,18 @@ class H2ViewerConnection(asyncio.Protocol):
         task = self._loop.create_task(self._serve(stream, checked, block))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _over_stream_limit(self, stream_id: int) -> bool:
+        """Whether ``max_concurrent_streams`` streams were already open when the viewer opened ``stream_id``.
+
+        Counted from ``h2``'s streams (an answered stream whose request is still open counts, RFC 9113
+        §5.1.2), only those below ``stream_id``: the later streams of the same read are not open yet for
+        this one, and the streams refused before it are closed."""
+        limit = self._limits.max_concurrent_streams
+        streams = self._h2.streams
+        if len(streams) <= limit:  # this one included: fewer than the limit before it
+            return False
+        return sum(1 for sid, s in streams.items() if sid < stream_id and not s.closed) >= limit
 
     def _on_data(self, event: DataReceived) -> None:
         stream = self._streams.get(event.stream_id)
