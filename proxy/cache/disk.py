@@ -83,6 +83,7 @@ _META = struct.Struct("!dI")  # expires_at, key length
 _ENTRIES_DIR: Final = f"v{DISK_FORMAT_VERSION}"
 _TMP_DIR: Final = "tmp"
 _LOW_WATER: Final = 0.9  # eviction brings the folder down to this share of max_bytes
+_RESCAN_SOON: Final = 0.5  # seconds before the next scan when the last one left the folder over its bound
 _TOUCH_AFTER: Final = 60.0  # a hit refreshes the file's mtime (its LRU position) when older than this
 _RETRY_WRITES_AFTER: Final = 60.0  # seconds writes stay off after a failed write
 _RESCAN_EVERY: Final = 30.0  # a scan at least this often (other workers' writes count too)
@@ -318,14 +319,18 @@ class DiskStore:
     async def scan(self) -> None:
         """Measure the folder and evict down to 90 % of ``max_bytes`` if it is over; in the thread pool.
         Called by the maintenance task (and by tests that want the numbers now)."""
+        self._written_since_scan = 0
         entries, size = await self._run(self._scan)
         self._entries = entries
-        self._bytes = size
-        self._written_since_scan = 0
+        # What this worker wrote while the folder was being listed may be missing from ``size``: count it
+        # (at worst twice, which only brings the next scan sooner).
+        self._bytes = size + self._written_since_scan
         self._scanned = True
 
     async def _maintain(self) -> None:
         while True:
+            # Cleared before the scan, not after: a write crossing max_bytes during the scan wakes the next.
+            self._wake.clear()
             try:
                 await self.scan()
             except asyncio.CancelledError:
@@ -333,9 +338,10 @@ class DiskStore:
             except Exception as exc:  # never let the maintenance die
                 self._count("errors")
                 log.debug("disk tier scan failed: %s", exc)
-            self._wake.clear()
+            # Still over the bound (writes went on during the scan): look again soon, not in _RESCAN_EVERY.
+            wait = _RESCAN_SOON if self._bytes > self.max_bytes else _RESCAN_EVERY
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RESCAN_EVERY):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
