@@ -500,6 +500,15 @@ class AdminConfig(_Model):
 # --------------------------------------------------------------------------------------------- cache
 
 
+def _object_within(max_object_bytes: int, max_bytes: int) -> None:
+    """A tier's largest object must fit in the tier: the error names ``max_object_bytes``."""
+    if max_object_bytes > max_bytes:
+        raise KeyedValueError(
+            "max_object_bytes",
+            f"must not be more than max_bytes ({format_size(max_object_bytes)} > {format_size(max_bytes)})",
+        )
+
+
 class MemoryConfig(_Model):
     """The per-process memory tier, an LRU bounded in bytes."""
 
@@ -508,12 +517,7 @@ class MemoryConfig(_Model):
 
     @model_validator(mode="after")
     def _object_fits(self) -> Self:
-        if self.max_object_bytes > self.max_bytes:
-            raise KeyedValueError(
-                "max_object_bytes",
-                f"must not be more than max_bytes ({format_size(self.max_object_bytes)} > "
-                f"{format_size(self.max_bytes)})",
-            )
+        _object_within(self.max_object_bytes, self.max_bytes)
         return self
 
 
@@ -551,12 +555,7 @@ class DiskConfig(_Model):
 
     @model_validator(mode="after")
     def _object_fits(self) -> Self:
-        if self.max_object_bytes > self.max_bytes:
-            raise KeyedValueError(
-                "max_object_bytes",
-                f"must not be more than max_bytes ({format_size(self.max_object_bytes)} > "
-                f"{format_size(self.max_bytes)})",
-            )
+        _object_within(self.max_object_bytes, self.max_bytes)
         return self
 
 
